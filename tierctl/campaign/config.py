@@ -1,0 +1,182 @@
+"""campaign.toml: the settings of a campaign, with defaults and validation.
+
+Every key is documented in the README (section "campaign.toml"). Unknown keys and wrong types are
+refused with one line naming the file, the table and the key, so a typo never silently falls back
+to a default. No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tierctl.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+METHODS = ("progressive", "wanda-unstructured", "wanda-nm")
+LAUNCHERS = ("local", "torchrun")
+STRATEGIES = ("single", "ddp", "fsdp2")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"  # preset, HF id, local path or .gguf file
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    calib: str = "pydoc"  # text source: pydoc | text:PATH | wikitext2 | c4 | ptb
+    eval: str = "pydoc"
+    nsamples: int = 16  # calibration windows
+    seqlen: int = 512  # tokens per calibration / evaluation window
+    batch_size: int = 4  # calibration windows per forward pass
+    eval_windows: int = 0  # evaluation windows (0 = every window of the evaluation stream)
+    seed: int = 0
+
+
+@dataclass
+class TiersConfig:
+    block_size: int = 16
+    topk_per_block: int = 10
+
+
+@dataclass
+class PruneConfig:
+    method: str = "progressive"  # progressive | wanda-unstructured | wanda-nm
+    sparsity: float = 0.5  # wanda-unstructured: fraction of each output row pruned
+    n: int = 2  # wanda-nm: keep n of every m
+    m: int = 4
+
+
+@dataclass
+class FinetuneConfig:
+    lr: float = 5e-5
+    batch_size: int = 4
+    grad_accum: int = 1
+    seqlen: int = 512
+    tokens_per_epoch: int = 0  # 0 = every training token once per epoch
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    launcher: str = "local"  # local | torchrun (fine-tune step only)
+    nproc: int = 1
+    strategy: str = "ddp"  # ddp | fsdp2 (under torchrun)
+
+
+@dataclass
+class CampaignConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tiers: TiersConfig = field(default_factory=TiersConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _section(path: Path, table: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise BadInput(f"{path}: [{table}] must be a table")
+    defaults = cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise BadInput(f"{path}: [{table}] unknown key {key!r} (known: {', '.join(fields)})")
+        want = type(getattr(defaults, key))
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise BadInput(f"{path}: [{table}] {key} must be {want.__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def _check(path: Path, cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise BadInput(f"{path}: {where} {msg}")
+
+
+def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> CampaignConfig:
+    m, d, t, p, f, r = cfg.model, cfg.data, cfg.tiers, cfg.prune, cfg.finetune, cfg.run
+    _check(path, bool(m.name.strip()), "[model] name", "is empty")
+    _check(path, m.device in DEVICES, "[model] device", f"must be one of {', '.join(DEVICES)}, got {m.device!r}")
+    _check(path, m.dtype in DTYPES, "[model] dtype", f"must be one of {', '.join(DTYPES)}, got {m.dtype!r}")
+    for key in ("nsamples", "seqlen", "batch_size"):
+        _check(path, getattr(d, key) >= 1, f"[data] {key}", f"must be >= 1, got {getattr(d, key)}")
+    _check(path, d.seqlen <= 8192, "[data] seqlen", f"must be <= 8192, got {d.seqlen}")
+    _check(path, d.eval_windows >= 0, "[data] eval_windows", f"must be >= 0, got {d.eval_windows}")
+    _check(path, t.block_size >= 4 and t.block_size % 4 == 0, "[tiers] block_size",
+           f"must be a multiple of 4 (2:4 groups), got {t.block_size}")
+    _check(path, 1 <= t.topk_per_block <= t.block_size**2, "[tiers] topk_per_block",
+           f"must be in 1..{t.block_size**2}, got {t.topk_per_block}")
+    _check(path, p.method in METHODS, "[prune] method", f"must be one of {', '.join(METHODS)}, got {p.method!r}")
+    _check(path, 0.0 <= p.sparsity < 1.0, "[prune] sparsity", f"must be in [0, 1), got {p.sparsity}")
+    _check(path, 1 <= p.n < p.m, "[prune] n", f"must satisfy 1 <= n < m, got n={p.n} m={p.m}")
+    _check(path, f.lr > 0, "[finetune] lr", f"must be > 0, got {f.lr}")
+    for key in ("batch_size", "grad_accum", "seqlen"):
+        _check(path, getattr(f, key) >= 1, f"[finetune] {key}", f"must be >= 1, got {getattr(f, key)}")
+    _check(path, f.tokens_per_epoch >= 0, "[finetune] tokens_per_epoch", "must be >= 0")
+    _check(path, 0.0 <= f.warmup_ratio < 1.0, "[finetune] warmup_ratio", "must be in [0, 1)")
+    _check(path, f.max_grad_norm >= 0, "[finetune] max_grad_norm", "must be >= 0")
+    _check(path, r.launcher in LAUNCHERS, "[run] launcher", f"must be one of {', '.join(LAUNCHERS)}")
+    _check(path, r.nproc >= 1, "[run] nproc", f"must be >= 1, got {r.nproc}")
+    _check(path, r.strategy in STRATEGIES, "[run] strategy", f"must be one of {', '.join(STRATEGIES)}")
+    return cfg
+
+
+SECTIONS = {
+    "model": ModelConfig, "data": DataConfig, "tiers": TiersConfig,
+    "prune": PruneConfig, "finetune": FinetuneConfig, "run": RunConfig,
+}
+
+
+def from_dict(raw: dict[str, Any], path: Path = Path("campaign.toml")) -> CampaignConfig:
+    for table in raw:
+        if table not in SECTIONS:
+            raise BadInput(f"{path}: unknown table [{table}] (known: {', '.join(SECTIONS)})")
+    parts = {name: _section(path, name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()}
+    return validate(CampaignConfig(**parts), path)
+
+
+def load_config(path: Path) -> CampaignConfig:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"{path}: invalid TOML: {e}") from None
+    return from_dict(raw, path)
+
+
+def dumps_config(cfg: CampaignConfig) -> str:
+    return tomli_w.dumps(cfg.to_dict())
