@@ -1,30 +1,31 @@
 """Paths of a campaign directory (SPEC section 5), atomic writes, and the one-runner lock.
 
-Every file is written to a temporary name in the same directory, fsynced, then renamed over
-the target: a crash leaves either the old file or the new one, never a half-written file under
-the real name. Directories (a saved model) are built under a temporary name and renamed the same
-way. Temporary names start with `.tmp-` so state derivation ignores them.
+Writes go through tierctl.core.atomic (temporary name, fsync, rename), re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from tierctl.core.atomic import (  # noqa: F401  (re-exported for the campaign layer)
+    TMP_PREFIX,
+    atomic_dir,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    clean_temporaries,
+    remove_path,
+)
 from tierctl.errors import BadInput
 
-TMP_PREFIX = ".tmp-"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CAMPAIGNS_DIR = Path("campaigns")
 
@@ -110,115 +111,6 @@ def check_campaign_name(name: str) -> None:
         raise BadInput(
             f"campaign name {name!r}: use a plain directory name (letters, digits, '.', '_', '-')"
         )
-
-
-# --- atomic writes -----------------------------------------------------------------------------
-
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary file path next to `path`; on success it replaces `path` atomically.
-
-    For writers that want a filename (safetensors.save_file, matplotlib.savefig).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield an empty temporary directory; on success it replaces directory `path`.
-
-    The old directory (if any) is moved aside first and deleted after the new one is in place.
-    Between the two renames the target is briefly absent, never partial.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent))
-    try:
-        yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        old = None
-        if path.exists():
-            old = path.parent / f"{TMP_PREFIX}old-{path.name}.{os.getpid()}"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_path(path: Path) -> None:
-    """Delete a file or directory (for --force), by renaming it aside first so it vanishes at once."""
-    path = Path(path)
-    if not path.exists():
-        return
-    aside = path.parent / f"{TMP_PREFIX}rm-{path.name}.{os.getpid()}"
-    os.replace(path, aside)
-    if aside.is_dir():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        aside.unlink(missing_ok=True)
-
-
-def clean_temporaries(root: Path) -> None:
-    """Remove leftovers of writes interrupted by a crash (safe only while holding the lock)."""
-    for p in Path(root).rglob(TMP_PREFIX + "*"):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
 
 
 # --- the lock ----------------------------------------------------------------------------------
