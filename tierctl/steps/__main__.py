@@ -1,0 +1,27 @@
+"""`python -m tierctl.steps {prune|finetune|eval} --campaign DIR --iter N [--device D]`.
+
+Each step module exposes `main(argv) -> int`; it is imported only when asked for, so a typo in
+the step name costs no torch import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STEPS = ("prune", "finetune", "eval")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STEPS:
+        got = repr(argv[0]) if argv else "nothing"
+        print(f"usage: python -m tierctl.steps {{{'|'.join(STEPS)}}} --campaign DIR --iter N [--device D]"
+              f" (got {got})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"tierctl.steps.{argv[0]}")
+    return int(module.main(argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Scaffolding shared by the step entry points, so each step module reads top to bottom.
+
+A step is `python -m tierctl.steps <step> --campaign DIR --iter N [--device D]`. `run_step` owns
+everything around the step's body: argument parsing, loading campaign.toml and schedule.csv,
+the event sink (`start` first, `end` last), and the mapping of outcomes to exit codes:
+
+    ok -> 0 ; BadInput -> 2 ; any other exception -> 1 ; SIGINT -> 130 ; SIGTERM -> 143
+
+Bad input found before the sink opens (a missing campaign, a bad campaign.toml, an iteration not in
+the schedule) writes nothing: one line on stderr and exit 2. After that, every failure ends with an
+`end failed` event whose `error` is one line; tracebacks go to stderr, which the runner sends to the
+step's log file. No torch at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tierctl.campaign.config import DEVICES, CampaignConfig, load_config
+from tierctl.campaign.layout import CampaignLayout, atomic_write_json
+from tierctl.core.events import EventSink
+from tierctl.errors import BadInput
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+@dataclass
+class StepContext:
+    """What a step body needs: where the campaign lives, which iteration, its settings and row."""
+
+    layout: CampaignLayout
+    iteration: int
+    config: CampaignConfig
+    schedule: Any  # tierctl.core.schedule.Schedule
+    row: Any  # tierctl.core.schedule.ScheduleRow of this iteration
+    sink: EventSink
+    device_override: str | None = None
+
+    @property
+    def device(self) -> str:
+        """The device to run on: --device if given, else [model] device of campaign.toml."""
+        return self.device_override or self.config.model.device
+
+    @property
+    def rank(self) -> int:
+        return int(os.environ.get("RANK", "0"))
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files and events (rank 0 under torchrun)."""
+        return self.rank == 0
+
+
+class Interrupted(BaseException):
+    """Raised in the step's main thread by SIGTERM/SIGINT so `finally` blocks and the end event run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of message`, for the `error` field of an end event."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def parse_args(step: str, argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=f"python -m tierctl.steps {step}", description=f"the {step} step of a campaign")
+    p.add_argument("--campaign", required=True, type=Path, help="campaign directory")
+    p.add_argument("--iter", required=True, type=int, dest="iteration", help="iteration number (from 1)")
+    p.add_argument("--device", choices=DEVICES, default=None, help="overrides [model] device of campaign.toml")
+    return p.parse_args(argv)
+
+
+def _open_context(step: str, args: argparse.Namespace) -> tuple[CampaignLayout, CampaignConfig, Any, Any]:
+    """Everything checked before anything is written (bad input here writes nothing)."""
+    from tierctl.core.schedule import load_schedule  # lazily: owned by the schedule module
+
+    layout = CampaignLayout(Path(args.campaign))
+    if not layout.root.is_dir():
+        raise BadInput(f"--campaign {args.campaign}: no such directory")
+    config = load_config(layout.config)
+    schedule = load_schedule(layout.schedule)
+    n = args.iteration
+    if n < 1 or n > len(schedule):
+        raise BadInput(f"--iter {n}: {layout.schedule} has iterations 1..{len(schedule)}")
+    return layout, config, schedule, schedule.row(n)
+
+
+def run_step(step: str, body: Callable[[StepContext], None], argv: list[str]) -> int:
+    """Run one step body with events and exit codes as in SPEC section 6. Returns the exit code."""
+    args = parse_args(step, argv)
+    try:
+        layout, config, schedule, row = _open_context(step, args)
+    except BadInput as e:
+        print(f"tierctl {step}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    enabled = int(os.environ.get("RANK", "0")) == 0
+    sink = EventSink(args.iteration, step, layout.events(args.iteration), enabled=enabled)
+    ctx = StepContext(layout, args.iteration, config, schedule, row, sink, args.device)
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            sink.start()
+            body(ctx)
+        finally:
+            # From here on a second signal must not cut the end event in half.
+            for s in old:
+                signal.signal(s, signal.SIG_IGN)
+    except BadInput as e:
+        sink.end("failed", error=str(e))
+        print(f"tierctl {step}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (Interrupted, KeyboardInterrupt) as e:
+        sink.end("failed", error="interrupted")
+        print(f"tierctl {step}: interrupted", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(e, Interrupted) and e.signum == signal.SIGTERM else EXIT_SIGINT
+    except Exception as e:  # noqa: BLE001  (every failure becomes an end event)
+        traceback.print_exc(file=sys.stderr)
+        sink.end("failed", error=one_line(e))
+        return EXIT_FAILED
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    sink.end("ok")
+    return EXIT_OK
+
+
+# ---- metrics.json: read-modify-write (one process at a time holds the campaign lock) ----
+
+
+def read_metrics(layout: CampaignLayout, n: int) -> dict[str, Any]:
+    """iter<N>/metrics.json as a dict; {} when it does not exist yet."""
+    import json
+
+    path = layout.metrics(n)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        raise BadInput(f"{path}: not valid JSON ({e})") from None
+
+
+def update_metrics(layout: CampaignLayout, n: int, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into metrics.json and write it atomically.
+
+    Dict-valued fields that already exist (timings, eval) are merged one level deep, so the eval
+    step adding timings.eval_s keeps timings.prune_s.
+    """
+    metrics = read_metrics(layout, n)
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(metrics.get(key), dict):
+            metrics[key] = {**metrics[key], **value}
+        else:
+            metrics[key] = value
+    atomic_write_json(layout.metrics(n), metrics)
+    return metrics
+
+
+def input_model_spec(ctx: StepContext) -> str:
+    """The model iteration N starts from: the base model for iteration 1, else iter<N-1>/model."""
+    n = ctx.iteration
+    if n == 1:
+        return ctx.config.model.name
+    prev = ctx.layout.model(n - 1)
+    if not prev.is_dir():
+        raise BadInput(f"{prev}: iter{n - 1}/model missing: run iteration {n - 1} first")
+    return str(prev)
+
+
+def require_model(ctx: StepContext) -> Path:
+    """iter<N>/model, which the fine-tune and eval steps read; BadInput when the prune has not run."""
+    path = ctx.layout.model(ctx.iteration)
+    if not path.is_dir():
+        raise BadInput(f"{path}: iter{ctx.iteration}/model missing: run the prune step of iteration "
+                       f"{ctx.iteration} first")
+    return path
