@@ -153,13 +153,34 @@ def convert_gguf(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet()
+    kw: dict[str, Any] = {}
+    try:  # transformers >= 5 keeps GGUF weights packed unless told to dequantize
+        from transformers import GgufConfig
+
+        kw["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:  # older versions always dequantize
+        pass
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **kw)
     except Exception as e:  # noqa: BLE001  (any reader failure is the file's fault)
         raise BadInput(f"{gguf}: transformers cannot read this GGUF file ({_first_line(e)})") from None
-    save_model(model, tok, dest)
+    save_model(_plain(model), tok, dest)
     return dest
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    """The same weights in a model without a quantizer attached (those refuse save_pretrained)."""
+    if getattr(model, "hf_quantizer", None) is None and getattr(model.config, "quantization_config", None) is None:
+        return model
+    from transformers import AutoModelForCausalLM
+
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict(), strict=True)
+    return plain
 
 
 # ---- loading ----

@@ -1,0 +1,49 @@
+"""The eval step: perplexity of iter<N>/model, written into iter<N>/metrics.json as `ppl`.
+
+Runs after the fine-tune of iteration N (iter<N>/model/finetune.json exists, also when the
+fine-tune was skipped with 0 epochs), so `ppl` always means "after fine-tune". Events: start,
+progress per batch of windows, metric ppl, end.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tierctl.errors import BadInput
+from tierctl.steps.common import StepContext, read_metrics, require_model, run_step, update_metrics
+
+STEP = "eval"
+
+
+def body(ctx: StepContext) -> None:
+    from tierctl.lm.evaluate import evaluate_source
+    from tierctl.lm.models import load_model
+
+    n, cfg, sink = ctx.iteration, ctx.config, ctx.sink
+    model_dir = require_model(ctx)
+    if not ctx.layout.metrics(n).is_file():
+        raise BadInput(f"{ctx.layout.metrics(n)}: missing: the prune step of iteration {n} has not finished")
+    if not (model_dir / "finetune.json").is_file():
+        raise BadInput(f"{model_dir / 'finetune.json'}: missing: the fine-tune step of iteration {n} has not finished")
+    read_metrics(ctx.layout, n)  # refuse a corrupt metrics.json before spending time on the model
+
+    t0 = time.perf_counter()
+    model, tokenizer = load_model(str(model_dir), device=ctx.device, dtype=cfg.model.dtype,
+                                  trust_remote_code=cfg.model.trust_remote_code)
+    load_s = time.perf_counter() - t0
+    sink.log(f"loaded {model_dir} on {next(model.parameters()).device} in {load_s:.1f}s")
+
+    result = evaluate_source(model, tokenizer, cfg.data.eval, cfg.data.seqlen, cfg.data.eval_windows,
+                             cfg.data.batch_size, on_progress=lambda done, total: sink.progress(done, total, "windows"))
+    sink.metric("ppl", result.ppl)
+    update_metrics(ctx.layout, n, ppl=result.ppl, eval=result.info,
+                   timings={"eval_s": round(result.seconds, 3), "eval_load_s": round(load_s, 3)})
+
+
+def main(argv: list[str]) -> int:
+    return run_step(STEP, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
