@@ -1,0 +1,187 @@
+"""The live view model of one iteration's run, fed by its event stream (SPEC section 6).
+
+Headless on purpose (no Textual here): the dashboard applies every new event of a poll to one
+`LiveModel`, then redraws its panels once, so the cost of drawing does not grow with the event rate.
+The same model can back any other live view (a Rich Live panel, a test) and a recorded
+events.jsonl replays into the same final state as the live stream did.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tierctl.core.events import STEPS, Event
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+@dataclass
+class StepView:
+    """What is known of one step of the followed iteration."""
+
+    status: str = PENDING
+    done: int = 0
+    total: int = 0
+    unit: str = ""
+    error: str | None = None
+    started: float | None = None
+    ended: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """Progress in [0, 1], or None while the step has not said how much work there is."""
+        if self.status == DONE:
+            return 1.0
+        if self.total <= 0:
+            return None
+        return min(1.0, max(0.0, self.done / self.total))
+
+
+@dataclass(frozen=True)
+class LogLine:
+    step: str
+    level: str
+    msg: str
+
+
+class Series:
+    """A growing series of floats kept to at most `cap` points by decimation.
+
+    A fine-tune reports its loss every step, and a long run has far more steps than a terminal has
+    columns: once `cap` is reached every other point is dropped and only every `stride`-th new
+    point is kept, so memory stays bounded and the curve keeps its shape.
+    """
+
+    def __init__(self, cap: int = 4096) -> None:
+        self.cap = max(2, cap)
+        self.points: list[float] = []
+        self.stride = 1
+        self.count = 0  # every point ever appended, kept or not
+        self.last: float | None = None
+
+    def append(self, value: float) -> None:
+        self.last = value
+        if self.count % self.stride == 0:
+            self.points.append(value)
+            if len(self.points) > self.cap:
+                self.points = self.points[::2]
+                self.stride *= 2
+        self.count += 1
+
+    def clear(self) -> None:
+        self.points, self.stride, self.count, self.last = [], 1, 0, None
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+class LiveModel:
+    """The state of the followed iteration's steps, built only from its events."""
+
+    def __init__(self, iteration: int | None = None, log_lines: int = 500, loss_points: int = 4096) -> None:
+        self.iteration = iteration
+        self.steps: dict[str, StepView] = {s: StepView() for s in STEPS}
+        self.current: str | None = None  # the step whose events came last
+        self.layers: dict[str, dict[str, float]] = {}  # matrix name -> dense/semi/topk/sparsity, in order
+        self.loss = Series(loss_points)
+        self.metrics: dict[str, float] = {}  # latest value of each metric (ppl_pruned, ppl, lr, ...)
+        self.log: deque[LogLine] = deque(maxlen=log_lines)
+        self.log_count = 0  # log lines ever appended (the deque forgets; a log view needs what is new)
+        self.events_applied = 0
+        self.version = 0  # bumped once per `apply` that changed something: the redraw trigger
+        self.phase_version = 0  # bumped on every start and end: the moments the files on disk change
+        self.last_t: float | None = None
+
+    # ---- feeding ------------------------------------------------------------------------------
+
+    def apply(self, events: Iterable[Event]) -> int:
+        """Apply events in order; return how many were applied (0 leaves `version` alone)."""
+        n = 0
+        for e in events:
+            self._apply_one(e)
+            n += 1
+        if n:
+            self.events_applied += n
+            self.version += 1
+        return n
+
+    def _apply_one(self, e: Event) -> None:
+        if self.iteration is None:
+            self.iteration = e.iter
+        self.last_t = e.t
+        step = self.steps.get(e.step)
+        if step is None:  # a step this model does not know: keep its logs, nothing else
+            if e.event == "log":
+                self._log(e.step, str(e.get("level", "info")), str(e.get("msg", "")))
+            return
+        self.current = e.step
+        kind = e.event
+        if kind == "start":
+            self.steps[e.step] = StepView(status=RUNNING, started=e.t)
+            # A (re)started step makes what came after it stale: they will run again after it.
+            for later in STEPS[STEPS.index(e.step) + 1 :]:
+                self.steps[later] = StepView()
+            if e.step == "prune":
+                self.layers.clear()
+            elif e.step == "finetune":
+                self.loss.clear()
+        elif kind == "progress":
+            step.done = int(e.get("done", 0) or 0)
+            step.total = int(e.get("total", 0) or 0)
+            step.unit = str(e.get("unit", "") or "")
+            if step.status == PENDING:
+                step.status = RUNNING
+        elif kind == "layer":
+            name = str(e.get("name", "?"))
+            self.layers[name] = {k: float(e.get(k, 0.0) or 0.0) for k in ("dense", "semi", "topk", "sparsity")}
+        elif kind == "metric":
+            name = str(e.get("name", ""))
+            try:
+                value = float(e.get("value"))
+            except (TypeError, ValueError):
+                return
+            self.metrics[name] = value
+            if name == "loss":
+                self.loss.append(value)
+        elif kind == "log":
+            self._log(e.step, str(e.get("level", "info")), str(e.get("msg", "")))
+        elif kind == "end":
+            ok = e.get("status") == "ok"
+            step.status = DONE if ok else FAILED
+            step.error = None if ok else str(e.get("error") or "failed")
+            step.ended = e.t
+            if not ok:
+                self._log(e.step, "error", f"{e.step} failed: {step.error}")
+        if kind in ("start", "end"):
+            self.phase_version += 1
+
+    def _log(self, step: str, level: str, msg: str) -> None:
+        self.log.append(LogLine(step, level, msg))
+        self.log_count += 1
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    @property
+    def running_step(self) -> str | None:
+        """The step that started and has not ended, if any (as far as the events tell)."""
+        for s in STEPS:
+            if self.steps[s].status == RUNNING:
+                return s
+        return None
+
+    @property
+    def failed_step(self) -> str | None:
+        for s in STEPS:
+            if self.steps[s].status == FAILED:
+                return s
+        return None
+
+    def overall_composition(self) -> dict[str, float] | None:
+        """Block fractions averaged over the matrices seen so far (unweighted), or None."""
+        if not self.layers:
+            return None
+        n = len(self.layers)
+        return {k: sum(v[k] for v in self.layers.values()) / n for k in ("dense", "semi", "topk", "sparsity")}
+
