@@ -1,0 +1,269 @@
+"""The shared Rich renderables, rendered to a recording console: exact text, and colours where they carry meaning."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from tierctl.errors import BadInput
+from tierctl.render import (
+    DIFF_COLORS,
+    TIER_COLORS,
+    LineChart,
+    composition_bar,
+    composition_legend,
+    downsample,
+    iterations_table,
+    layer_composition_table,
+    sparkline,
+    split_matrix_name,
+    tier_map_diff_grid,
+    tier_map_grid,
+    transition_stats,
+    transitions_table,
+)
+
+
+def render(renderable: object, width: int = 60) -> str:
+    console = Console(record=True, width=width, color_system="truecolor", file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def segments(renderable: object, width: int = 60) -> list:
+    console = Console(width=width, color_system="truecolor", file=io.StringIO())
+    return [s for s in console.render(renderable) if s.text.strip()]
+
+
+# --- composition bars -----------------------------------------------------------------------------
+
+
+def test_composition_bar_draws_dense_then_semi_then_topk_in_proportion() -> None:
+    assert render(composition_bar(0.5, 0.3, 0.2, 10)) == "█████▒▒▒░░\n"
+
+
+def test_composition_bar_gives_the_leftover_cell_to_the_largest_remainder_then_the_denser_tier() -> None:
+    assert render(composition_bar(1 / 3, 1 / 3, 1 / 3, 10)) == "████▒▒▒░░░\n"
+    assert render(composition_bar(0.04, 0.06, 0.9, 10)) == "▒░░░░░░░░░\n"
+
+
+def test_composition_bar_colours_each_tier() -> None:
+    segs = segments(composition_bar(0.5, 0.25, 0.25, 8))
+    assert [(s.text, s.style.color.name) for s in segs] == [
+        ("████", TIER_COLORS[0]),
+        ("▒▒", TIER_COLORS[1]),
+        ("░░", TIER_COLORS[2]),
+    ]
+
+
+def test_composition_bar_of_nothing_is_a_dim_placeholder() -> None:
+    assert render(composition_bar(0, 0, 0, 6)) == "······\n"
+
+
+@given(
+    st.floats(0, 1, allow_nan=False),
+    st.floats(0, 1, allow_nan=False),
+    st.floats(0, 1, allow_nan=False),
+    st.integers(1, 120),
+)
+def test_composition_bar_always_fills_exactly_its_width_within_one_cell_per_tier(d, s, t, width) -> None:
+    text = composition_bar(d, s, t, width).plain
+    assert len(text) == width
+    total = d + s + t
+    if total > 0:
+        for glyph, frac in zip("█▒░", (d, s, t), strict=True):
+            assert abs(text.count(glyph) - frac / total * width) < 1
+
+
+def test_composition_legend_with_and_without_fractions() -> None:
+    assert render(composition_legend()) == "█ dense  ▒ 2:4  ░ top-k\n"
+    comp = {"dense": 0.5, "semi": 0.3, "topk": 0.2}
+    assert render(composition_legend(comp, blocks=40)) == "█ dense 50.0%  ▒ 2:4 30.0%  ░ top-k 20.0%  (40 blocks)\n"
+
+
+def test_matrix_names_split_into_decoder_layer_and_kind() -> None:
+    assert split_matrix_name("model.layers.12.mlp.down_proj") == (12, "down")
+    assert split_matrix_name("model.decoder.layers.3.fc1") == (3, "fc1")
+    assert split_matrix_name("lm_head") == (None, "lm_head")
+
+
+def test_layer_composition_table_has_one_row_per_decoder_layer_and_one_bar_per_matrix() -> None:
+    per_layer = {
+        f"model.layers.{layer}.{name}": {"dense": d, "semi": s, "topk": t, "sparsity": sp}
+        for layer, (d, s, t, sp) in enumerate([(1.0, 0, 0, 0.0), (0.5, 0.5, 0, 0.25), (0.25, 0.25, 0.5, 0.6055)])
+        for name in ("self_attn.q_proj", "mlp.down_proj")
+    }
+    assert render(layer_composition_table(per_layer, bar_width=4)) == (
+        "layer  q     down  sparsity\n"
+        "    0  ████  ████      0.0%\n"
+        "    1  ██▒▒  ██▒▒     25.0%\n"
+        "    2  █▒░░  █▒░░     60.6%\n"
+    )
+
+
+def test_layer_composition_table_leaves_matrices_not_yet_pruned_blank() -> None:
+    per_layer = {
+        "model.layers.0.self_attn.q_proj": {"dense": 1.0, "semi": 0.0, "topk": 0.0, "sparsity": 0.0},
+        "model.layers.0.mlp.down_proj": {"dense": 0.0, "semi": 1.0, "topk": 0.0, "sparsity": 0.5},
+        "model.layers.1.self_attn.q_proj": {"dense": 0.0, "semi": 0.0, "topk": 1.0, "sparsity": 0.96},
+    }
+    assert render(layer_composition_table(per_layer, bar_width=4)) == (
+        "layer  q     down  sparsity\n"
+        "    0  ████  ▒▒▒▒     25.0%\n"
+        "    1  ░░░░           96.0%\n"
+    )
+
+
+# --- tier-map grids -------------------------------------------------------------------------------
+
+
+def test_downsample_max_keeps_the_most_pruned_tier_and_mode_the_most_common() -> None:
+    m = np.array([[0, 0, 1, 1], [0, 2, 1, 1], [0, 0, 0, 1], [0, 0, 1, 0], [2, 2, 0, 0]], dtype=np.uint8)
+    assert downsample(m, 2, "max").tolist() == [[2, 1], [0, 1], [2, 0]]
+    # cell (1, 1) holds 0,1,1,0: a tie goes to the more pruned tier; the edge row holds 2 blocks only
+    assert downsample(m, 2, "mode").tolist() == [[0, 1], [0, 1], [2, 0]]
+
+
+def test_grid_in_glyph_mode_draws_one_glyph_per_block_with_scale_and_legend() -> None:
+    m = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    assert render(tier_map_grid(m, title="q_proj", glyphs=True)) == (
+        "q_proj  2x3 blocks\n"
+        "█▒░\n"
+        "░▒█\n"
+        "1 character = 1 block\n"
+        "█ dense 33.3%  ▒ 2:4 33.3%  ░ top-k 33.3%  (6 blocks)\n"
+    )
+
+
+def test_grid_half_blocks_show_two_block_rows_per_character_in_foreground_and_background() -> None:
+    m = np.array([[0, 1, 2], [2, 1, 0], [1, 1, 1]], dtype=np.uint8)
+    grid = tier_map_grid(m, title="t")
+    assert render(grid) == (
+        "t  3x3 blocks\n"
+        "▀▀▀\n"
+        "▀▀▀\n"
+        "1 character = 2 blocks (upper, lower half)\n"
+        "█ dense 22.2%  █ 2:4 55.6%  █ top-k 22.2%  (9 blocks)\n"
+    )
+    cells = [(s.style.color.name, s.style.bgcolor.name if s.style.bgcolor else None)
+             for s in segments(grid) if "▀" in s.text for _ in s.text]
+    c = TIER_COLORS
+    assert cells == [(c[0], c[2]), (c[1], c[1]), (c[2], c[0]), (c[1], None), (c[1], None), (c[1], None)]
+
+
+def test_grid_wider_than_the_space_is_downsampled_and_says_so() -> None:
+    m = np.zeros((4, 8), dtype=np.uint8)
+    m[3, 7] = 2
+    text = render(tier_map_grid(m, max_width=4, glyphs=True), width=80)
+    assert text.splitlines()[1:4] == [
+        "████",
+        "███░",
+        "1 character = 2x2 blocks (most pruned tier)",
+    ]
+
+
+def test_grid_fits_the_console_when_no_width_is_given() -> None:
+    m = np.ones((2, 100), dtype=np.uint8)
+    body = render(tier_map_grid(m, max_width=None, glyphs=True), width=30).splitlines()[1]
+    assert body == "▒" * 25  # 100 blocks in cells of 4 columns
+
+
+def test_diff_grid_marks_each_moved_block_and_counts_transitions() -> None:
+    a = np.array([[0, 0, 1, 2], [1, 1, 0, 2]], dtype=np.uint8)
+    b = np.array([[0, 1, 2, 2], [2, 1, 0, 1]], dtype=np.uint8)
+    assert render(tier_map_diff_grid(a, b, title="d", glyphs=True), width=80) == (
+        "d  2x4 blocks\n"
+        "·st·\n"
+        "t··!\n"
+        "1 character = 1 block\n"
+        "s dense→2:4 1  t 2:4→top-k 2  T dense→top-k 0  ! promoted 1  unchanged 4 (dim)\n"
+    )
+
+
+def test_diff_grid_colours_unchanged_blocks_dim_and_promotions_cyan() -> None:
+    a = np.array([[0, 2]], dtype=np.uint8)
+    b = np.array([[0, 1]], dtype=np.uint8)
+    segs = [s for s in segments(tier_map_diff_grid(a, b, glyphs=True), width=80)]
+    assert [(s.text, s.style.color.name) for s in segs[1:3]] == [("·", DIFF_COLORS[0]), ("!", DIFF_COLORS[7])]
+
+
+def test_diff_grid_refuses_maps_of_different_shapes() -> None:
+    with pytest.raises(BadInput, match=r"\[2, 2\] vs \[2, 3\]"):
+        tier_map_diff_grid(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
+
+
+# --- tables and charts ----------------------------------------------------------------------------
+
+
+def test_iterations_table_shows_steps_composition_sparsity_and_both_perplexities() -> None:
+    its = [
+        NS(iteration=1, steps={"prune": "done", "finetune": "done", "eval": "done"},
+           composition={"dense": 0.9, "semi": 0.1, "topk": 0.0}, sparsity=0.05, ppl_pruned=41.234, ppl=30.5),
+        NS(iteration=2, steps={"prune": "done", "finetune": "running", "eval": "pending"},
+           composition={"dense": 0.8, "semi": 0.1, "topk": 0.1}, sparsity=0.1461, ppl_pruned=80.0, ppl=None),
+        NS(iteration=3, steps={"prune": "failed", "finetune": "pending", "eval": "pending"},
+           composition=None, sparsity=None, ppl_pruned=None, ppl=None),
+    ]
+    assert render(iterations_table(NS(iterations=its), bar_width=10), width=100) == (
+        "iter ┃ prune    ┃ finetune  ┃ eval      ┃ dense/2:4/top-k %   ┃ sparsity ┃ ppl pruned ┃   ppl\n"
+        "━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━\n"
+        "   1 │ ✓ done   │ ✓ done    │ ✓ done    │ █████████▒ 90/10/0  │     5.0% │      41.23 │ 30.50\n"
+        "   2 │ ✓ done   │ ▶ running │ · pending │ ████████▒░ 80/10/10 │    14.6% │      80.00 │     -\n"
+        "   3 │ ✗ failed │ · pending │ · pending │ ·········· -        │        - │          - │     -\n"
+    )
+
+
+def test_transition_stats_count_moves_agreement_and_promotions() -> None:
+    m = [[5, 2, 1], [1, 3, 2], [0, 1, 4]]
+    assert transition_stats(m) == {"blocks": 19, "moved": 7, "agreement": 12 / 19, "promoted": 2}
+
+
+def test_transitions_table_flags_promotions_in_red_and_sums_a_total() -> None:
+    rows = {"l0.q": [[5, 2, 1], [0, 3, 2], [0, 0, 4]], "l0.k": [[1, 0, 0], [1, 0, 0], [0, 0, 0]]}
+    table = transitions_table(rows)
+    assert render(table, width=100) == (
+        "matrix ┃ D=D ┃ D→S ┃ D→T ┃ S=S ┃ S→T ┃ T=T ┃ promoted ┃ moved ┃ agree\n"
+        "━━━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━━━━━━╇━━━━━━━╇━━━━━━\n"
+        "l0.q   │   5 │   2 │   1 │   3 │   2 │   4 │        0 │     5 │ 70.6%\n"
+        "l0.k   │   1 │   0 │   0 │   0 │   0 │   0 │        1 │     1 │ 50.0%\n"
+        "───────┼─────┼─────┼─────┼─────┼─────┼─────┼──────────┼───────┼──────\n"
+        "total  │   6 │   2 │   1 │   3 │   2 │   4 │        1 │     6 │ 68.4%\n"
+    )
+    segs = segments(table, width=100)
+    red = {s.text.strip() for s in segs if s.style and s.style.color and s.style.color.name == "red"}
+    assert red == {"l0.k", "1", "total"}
+
+
+def test_sparkline_scales_from_lowest_to_highest_value() -> None:
+    assert render(sparkline([1, 2, 3, 4, 5, 6, 7, 8])) == "▁▂▃▄▅▆▇█\n"
+    assert render(sparkline([2.0, 2.0, 2.0])) == "▄▄▄\n"
+    assert render(sparkline([1.0, None, float("nan"), 3.0])) == "▁  █\n"
+
+
+def test_sparkline_averages_buckets_when_there_are_more_values_than_width() -> None:
+    # buckets of two: means 1, 2.5, 8 -> bottom, a third of the way, top
+    assert sparkline([0, 2, 2, 3, 8, 8], width=3).plain == "▁▃█"
+
+
+def test_line_chart_places_markers_joins_them_and_labels_the_axes() -> None:
+    chart = LineChart({"a": [(1, 10), (2, 20), (3, 30)], "b": [5, 15]}, height=4, title="t", x_label="it")
+    assert render(chart, width=30) == (
+        "t\n"
+        "30│                      ····●\n"
+        "  │              ···●····     \n"
+        "  │     ····◆····             \n"
+        " 5│◆····                      \n"
+        "  └───────────────────────────\n"
+        "   0           it            3\n"
+        "● a  ◆ b\n"
+    )
+
+
+def test_line_chart_without_points_says_so() -> None:
+    assert render(LineChart({"ppl": [None, None]}, title="ppl")) == "ppl\nno data yet\n"
