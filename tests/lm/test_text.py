@@ -47,6 +47,17 @@ def test_text_file_source_splits_the_same_way(tmp_path, tiny_llama):
     assert torch.equal(ev, whole[int(len(whole) * 0.8):])
 
 
+def test_a_changed_text_file_is_tokenized_again(tmp_path, tiny_llama):
+    tok, path = tiny_llama[1], tmp_path / "corpus.txt"
+    path.write_text("alpha beta gamma " * 50, encoding="utf-8")
+    first = token_stream(f"text:{path}", tok, "eval")
+    path.write_text("delta epsilon " * 80, encoding="utf-8")
+    second = token_stream(f"text:{path}", tok, "eval")
+    assert torch.equal(torch.cat([token_stream(f"text:{path}", tok, "train"), second]),
+                       tokenize("delta epsilon " * 80, tok))
+    assert not torch.equal(first, second[: len(first)])
+
+
 def test_missing_text_file_is_bad_input(tmp_path, tiny_llama):
     with pytest.raises(BadInput, match="no such file"):
         token_stream(f"text:{tmp_path / 'nope.txt'}", tiny_llama[1], "train")
