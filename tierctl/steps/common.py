@@ -112,7 +112,7 @@ def run_step(step: str, body: Callable[[StepContext], None], argv: list[str]) ->
         return EXIT_BAD_INPUT
 
     enabled = int(os.environ.get("RANK", "0")) == 0
-    sink = EventSink(args.iteration, step, layout.events(args.iteration), enabled=enabled)
+    sink = EventSink(args.iteration, step, layout.events(args.iteration), stream=sys.stdout, enabled=enabled)
     ctx = StepContext(layout, args.iteration, config, schedule, row, sink, args.device)
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
