@@ -192,3 +192,19 @@ def require_model(ctx: StepContext) -> Path:
         raise BadInput(f"{path}: iter{ctx.iteration}/model missing: run the prune step of iteration "
                        f"{ctx.iteration} first")
     return path
+
+
+def measure_ppl(ctx: StepContext, model: Any, tokenizer: Any, metric: str = "ppl") -> Any:
+    """Perplexity of `model` on the campaign's eval source, with progress and a `metric` event.
+
+    The prune step calls it with metric="ppl_pruned", the eval step with "ppl", so both use
+    the same windows and protocol. Returns tierctl.lm.evaluate.EvalResult (ppl, info, seconds);
+    `info` is what metrics.json keeps under "eval".
+    """
+    from tierctl.lm.evaluate import evaluate_source
+
+    d = ctx.config.data
+    result = evaluate_source(model, tokenizer, d.eval, d.seqlen, d.eval_windows, d.batch_size,
+                             on_progress=lambda done, total: ctx.sink.progress(done, total, "windows"))
+    ctx.sink.metric(metric, result.ppl)
+    return result

@@ -11,13 +11,12 @@ import sys
 import time
 
 from tierctl.errors import BadInput
-from tierctl.steps.common import StepContext, read_metrics, require_model, run_step, update_metrics
+from tierctl.steps.common import StepContext, measure_ppl, read_metrics, require_model, run_step, update_metrics
 
 STEP = "eval"
 
 
 def body(ctx: StepContext) -> None:
-    from tierctl.lm.evaluate import evaluate_source
     from tierctl.lm.models import load_model
 
     n, cfg, sink = ctx.iteration, ctx.config, ctx.sink
@@ -34,9 +33,7 @@ def body(ctx: StepContext) -> None:
     load_s = time.perf_counter() - t0
     sink.log(f"loaded {model_dir} on {next(model.parameters()).device} in {load_s:.1f}s")
 
-    result = evaluate_source(model, tokenizer, cfg.data.eval, cfg.data.seqlen, cfg.data.eval_windows,
-                             cfg.data.batch_size, on_progress=lambda done, total: sink.progress(done, total, "windows"))
-    sink.metric("ppl", result.ppl)
+    result = measure_ppl(ctx, model, tokenizer, "ppl")
     update_metrics(ctx.layout, n, ppl=result.ppl, eval=result.info,
                    timings={"eval_s": round(result.seconds, 3), "eval_load_s": round(load_s, 3)})
 
