@@ -21,6 +21,7 @@ from tierctl.render import (
     downsample,
     iterations_table,
     layer_composition_table,
+    matrix_sort_key,
     sparkline,
     split_matrix_name,
     tier_map_diff_grid,
@@ -91,6 +92,14 @@ def test_matrix_names_split_into_decoder_layer_and_kind() -> None:
     assert split_matrix_name("model.layers.12.mlp.down_proj") == (12, "down")
     assert split_matrix_name("model.decoder.layers.3.fc1") == (3, "fc1")
     assert split_matrix_name("lm_head") == (None, "lm_head")
+
+
+def test_matrices_sort_in_model_order_not_by_name() -> None:
+    names = ["model.layers.10.self_attn.q_proj", "model.layers.2.mlp.down_proj", "model.layers.2.self_attn.v_proj",
+             "model.layers.2.mlp.gate_proj", "lm_head", "model.layers.2.self_attn.q_proj"]
+    assert sorted(names, key=matrix_sort_key) == [
+        "model.layers.2.self_attn.q_proj", "model.layers.2.self_attn.v_proj", "model.layers.2.mlp.gate_proj",
+        "model.layers.2.mlp.down_proj", "model.layers.10.self_attn.q_proj", "lm_head"]
 
 
 def test_layer_composition_table_has_one_row_per_decoder_layer_and_one_bar_per_matrix() -> None:

@@ -105,6 +105,114 @@ def schedule_show(
 
 # === diff / show / report ===
 
+from pathlib import Path  # noqa: E402  (light: the helpers of this section name files)
+
+from tierctl.errors import BadInput  # noqa: E402
+
+
+def _tier_source(arg: str) -> tuple[Path, str]:
+    """(tier-map file, label) for `CAMPAIGN@N`, a tier-map file, or `CAMPAIGN` (its latest tier map)."""
+    from tierctl.campaign.layout import resolve_campaign
+
+    if Path(arg).is_file():
+        return Path(arg), arg
+    camp, sep, n = arg.rpartition("@")
+    if sep and n.isdigit():
+        layout = resolve_campaign(camp)
+        path = layout.tiers(int(n))
+        if not path.is_file():
+            raise BadInput(f"{arg}: iteration {n} has no tier map ({path} is missing)")
+        return path, f"{layout.name}@{n}"
+    if arg.endswith(".safetensors"):
+        raise BadInput(f"{arg}: no such tier map file")
+    try:
+        layout = resolve_campaign(arg)
+    except BadInput:
+        raise BadInput(f"{arg}: expected CAMPAIGN@N, CAMPAIGN or a tier-map .safetensors file") from None
+    done = [n for n in layout.iterations_on_disk() if layout.tiers(n).is_file()]
+    if not done:
+        raise BadInput(f"{arg}: no iteration has a tier map yet")
+    return layout.tiers(done[-1]), f"{layout.name}@{done[-1]}"
+
+
+def _per_matrix(maps: dict, meta: dict) -> dict[str, dict[str, float | None]]:
+    """Composition of each map, with the sparsity its tiers imply (SPEC 1) when block size and k are known."""
+    from tierctl.core.schedule import tier_sparsities
+    from tierctl.render import map_composition
+
+    b, k = meta.get("block_size"), meta.get("topk_per_block")
+    per_tier = tier_sparsities(b, k) if b is not None and k is not None else None
+    out: dict[str, dict[str, float | None]] = {}
+    for name, m in maps.items():
+        comp: dict[str, float | None] = dict(map_composition(m))
+        comp["sparsity"] = sum(comp[t] * s for t, s in zip(("dense", "semi", "topk"), per_tier, strict=True)) \
+            if per_tier else None
+        out[name] = comp
+    return out
+
+
+@app.command()
+def show(
+    source: str = typer.Argument(..., metavar="A", help="CAMPAIGN@N, CAMPAIGN (latest iteration) or a tier-map file."),
+    layer: str = typer.Option(None, "--layer", help="Matrix to draw: a name or a glob (default: the first)."),
+    width: int = typer.Option(None, "--width", min=8, help="Widest grid in characters (default: the terminal)."),
+    reduce: str = typer.Option("max", "--reduce", help="Big maps, per cell: max (most pruned tier) or mode."),
+    glyphs: bool = typer.Option(False, "--glyphs", help="Glyphs instead of colours (automatic without colour)."),
+) -> None:
+    """Draw the block grid of one matrix's tier map, and the composition of every matrix."""
+    import fnmatch
+
+    from rich.console import Console
+
+    from tierctl.core.tiermap_io import load_tier_maps_numpy
+    from tierctl.render import layer_composition_table, matrix_sort_key, tier_map_grid
+
+    try:
+        if reduce not in ("max", "mode"):
+            raise BadInput(f"--reduce {reduce}: expected max or mode")
+        path, label = _tier_source(source)
+        maps, meta = load_tier_maps_numpy(path)
+        per_matrix = _per_matrix(maps, meta)
+        names = sorted(maps, key=matrix_sort_key)
+        if layer is None:
+            name = names[0]
+        elif layer in maps:
+            name = layer
+        else:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, layer)]
+            if not hits:
+                raise BadInput(f"--layer {layer}: no matrix of that name in {path} (e.g. {names[0]})")
+            name = hits[0]
+    except TierctlError as e:
+        raise fail(e) from None
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    mono = glyphs or console.no_color or console.color_system is None
+    head = Text.assemble((label, "bold"), f"  {len(maps)} matrices, block size {meta.get('block_size', '?')}")
+    console.print(head, soft_wrap=True)
+    console.print(tier_map_grid(maps[name], max_width=width or console.width, title=name, reduce=reduce, glyphs=mono))
+    console.print()
+    console.print(layer_composition_table(per_matrix, title="composition of every matrix"))
+
+
+@app.command()
+def report(
+    campaigns: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="Campaign directories or names."),
+    out: Path = typer.Option(..., "--out", help="Directory for index.html and its PNG figures."),
+    matrix: list[str] = typer.Option(None, "--matrix", help="Glob of matrices for the tier-map heat maps "
+                                     "(repeatable; default: first and last kind of the first and last layer)."),
+) -> None:
+    """Write an offline HTML report (PNG figures) comparing finished campaigns."""
+    from tierctl.campaign.layout import resolve_campaign
+    from tierctl.report import build_report
+
+    try:
+        page = build_report([resolve_campaign(c) for c in campaigns], out, matrix or None)
+    except TierctlError as e:
+        raise fail(e) from None
+    print(page)
+
 # === tui ===
 
 

@@ -25,6 +25,7 @@ from tierctl.render.bars import (
     composition_percent,
     layer_composition_table,
     map_composition,
+    matrix_sort_key,
     split_matrix_name,
 )
 from tierctl.render.charts import LineChart, ppl_chart, sparkline
@@ -54,6 +55,7 @@ __all__ = [
     "iterations_table",
     "layer_composition_table",
     "map_composition",
+    "matrix_sort_key",
     "ppl_chart",
     "sparkline",
     "split_matrix_name",

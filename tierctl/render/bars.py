@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 TIER_NAMES = ("dense", "2:4", "top-k")
-TIER_COLORS = ("#43a047", "#fbc02d", "#e53935")
+# Chosen to stay green / yellow / red when Rich downgrades them to 256 or 16 colours.
+TIER_COLORS = ("#2ea043", "#fbc02d", "#e53935")
 TIER_GLYPHS = ("█", "▒", "░")
 
 # --- composition ----------------------------------------------------------------------------------
@@ -99,21 +100,37 @@ def split_matrix_name(name: str) -> tuple[int | None, str]:
     return layer, kind.removesuffix("_proj")
 
 
+# Matrix kinds in the order a decoder layer applies them (Llama/Mistral/Qwen2, then OPT/GPT-style names).
+KIND_ORDER = (
+    "q", "k", "v", "qkv", "o", "out", "gate", "up", "gate_up", "down", "fc1", "fc2", "c_attn", "c_proj", "c_fc",
+)
+
+
+def matrix_sort_key(name: str) -> tuple[int, int, int, str]:
+    """Sort key putting matrices in model order: by decoder layer, then kind as the layer applies them.
+
+    Tier-map files store their tensors sorted by name ("layers.10" before "layers.2", "down" before "q").
+    """
+    layer, kind = split_matrix_name(name)
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    return (layer is None, layer or 0, rank, name)
+
+
 def layer_composition_table(
     per_layer: Mapping[str, Mapping[str, float]], bar_width: int = 6, title: str | None = None
 ) -> Table:
     """One row per decoder layer, one small composition bar per matrix kind (q, k, v, o, gate, ...).
 
-    Kinds are columns in order of first appearance; a matrix not reported yet (live pruning) is a blank
-    cell. The last column is the mean sparsity of the layer's matrices (unweighted).
+    Kinds are columns in the order a layer applies them (KIND_ORDER; unknown kinds after, by name);
+    a matrix not reported yet (live pruning) is a blank cell. The last column is the mean sparsity of the
+    layer's matrices (unweighted).
     """
     rows: dict[int | None, dict[str, Mapping[str, float]]] = {}
-    kinds: list[str] = []
     for name, comp in per_layer.items():
         layer, kind = split_matrix_name(name)
         rows.setdefault(layer, {})[kind] = comp
-        if kind not in kinds:
-            kinds.append(kind)
+    present = {kind for cells in rows.values() for kind in cells}
+    kinds = sorted(present, key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k))
     table = Table(title=title, box=None, pad_edge=False, padding=(0, 1), show_edge=False)
     table.add_column("layer", justify="right", style="bold")
     for kind in kinds:
