@@ -1,0 +1,384 @@
+"""One campaign: the schedule table, run controls, live panels and results.
+
+Wide terminals show everything at once (schedule and results on the left, the live run on the
+right); narrow ones show one of the three views at a time (tabs, or keys 1 2 3).
+
+Live panels are fed by a reader thread that tails the newest iteration's events.jsonl and queues
+what it parsed; a timer on the UI thread drains the queue, applies every queued event to the live
+model and redraws the panels once. However fast a step writes events, the panels are redrawn at
+most once per tick, and parsing never runs on the UI thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, Tab, Tabs
+from textual.worker import get_current_worker
+
+from tierctl.campaign.config import load_config
+from tierctl.campaign.layout import CampaignLayout
+from tierctl.core.events import STEPS, Event
+from tierctl.core.schedule import load_schedule
+from tierctl.errors import TierctlError
+from tierctl.render import iterations_table
+from tierctl.tui import jobs
+from tierctl.tui.live_state import LiveModel
+from tierctl.tui.schedule_draft import MEANING, ScheduleDraft, format_cell, row_locks
+from tierctl.tui.screens.prompt import PromptScreen
+from tierctl.tui.screens.run_actions import RunActions
+from tierctl.tui.widgets.composition_panel import CompositionPanel
+from tierctl.tui.widgets.log_tail import LogTail
+from tierctl.tui.widgets.loss_chart import LossChart
+from tierctl.tui.widgets.ppl_chart import PplChart
+from tierctl.tui.widgets.run_controls import RunPanel, RunState
+from tierctl.tui.widgets.schedule_editor import ScheduleEditor
+
+VIEWS = ("schedule", "live", "results")
+
+
+def short_states(status: Any) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for it in getattr(status, "iterations", []):
+        states = [it.steps.get(s) for s in STEPS]
+        if "running" in states:
+            out[it.iteration] = "running"
+        elif "failed" in states:
+            out[it.iteration] = "failed"
+        elif all(s == "done" for s in states):
+            out[it.iteration] = "done"
+        elif "done" in states:
+            out[it.iteration] = "partial"
+    return out
+
+
+class CampaignScreen(RunActions, Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+    BINDINGS = [
+        Binding("r", "run_next", "Run next"),
+        Binding("a", "run_all", "Run all"),
+        Binding("i", "run_iteration", "Run…", show=False),
+        Binding("c", "cancel_run", "Cancel"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+r", "revert", "Reload", show=False),
+        Binding("e", "edit_cell", "Edit", show=False),
+        Binding("n", "add_row", "Add iter", show=False),
+        Binding("x,delete", "remove_row", "Remove iter", show=False),
+        Binding("f", "derive", "Fill transitions", show=False),
+        Binding("t", "tier_maps", "Tier maps"),
+        Binding("1", "view('schedule')", "Schedule", show=False),
+        Binding("2", "view('live')", "Live", show=False),
+        Binding("3", "view('results')", "Results", show=False),
+        Binding("escape", "back", "Campaigns", show=False),
+    ]
+
+    def __init__(self, layout: CampaignLayout, poll_interval: float = 0.2) -> None:
+        super().__init__(classes="view-schedule")
+        self.campaign = layout
+        self.poll_interval = poll_interval
+        self.watch = jobs.RunWatch(layout)
+        self.model = LiveModel()
+        self.status: Any = None
+        self.contradiction = ""  # schedule.csv disagrees with iterations that ran (hand-edited)
+        self.draft: ScheduleDraft | None = None
+        self.launched: jobs.Launched | None = None
+        self.run_note = ""
+        self.live_refreshes = 0  # redraws of the live panels (coalescing: far fewer than events)
+        self.status_loads = 0
+        self._queue: queue.SimpleQueue[tuple[int | None, bool, list[Event]]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._pid: int | None = None
+        self._phase = -1
+        self._drawn_version = -1
+        try:
+            self.config = load_config(layout.config)
+            self.config_problem = ""
+        except TierctlError as e:
+            self.config, self.config_problem = None, str(e)
+
+    # ---- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="campaign-title")
+        yield Tabs(Tab("1 Schedule", id="tab-schedule"), Tab("2 Live", id="tab-live"),
+                   Tab("3 Results", id="tab-results"), id="views")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                with Vertical(id="schedule-section", classes="section") as s:
+                    s.border_title = "schedule"
+                    yield ScheduleEditor(id="schedule")
+                with Vertical(id="results-section", classes="section") as s:
+                    s.border_title = "results"
+                    yield Static(id="iterations")
+                    yield PplChart(id="ppl")
+            with Vertical(id="live-section", classes="section") as s:
+                s.border_title = "live"
+                yield RunPanel(id="run")
+                yield CompositionPanel(id="composition")
+                yield LossChart(id="loss")
+                yield LogTail(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#schedule-table").focus()
+        self.load_schedule()
+        self.load_status()
+        self._tick()
+        self.set_interval(self.poll_interval, self._tick)
+        self.set_interval(10.0, self.load_status)  # files can change under us (a run from a shell)
+        self._read_events()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    # ---- data in --------------------------------------------------------------------------------
+
+    @work(thread=True, group="events", exclusive=True)
+    def _read_events(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._stop.is_set():
+            item = self.watch.read()
+            if item[1] or item[2]:
+                self._queue.put(item)
+            self._stop.wait(self.poll_interval)
+
+    @work(thread=True, group="status", exclusive=True)
+    def load_status(self) -> None:
+        from tierctl.campaign.state import campaign_status, check_history, load_campaign_schedule
+
+        try:
+            schedule = load_campaign_schedule(self.campaign)
+            status = campaign_status(self.campaign, schedule, check=False)
+        except TierctlError as e:
+            self.app.call_from_thread(self._status_failed, str(e))
+            return
+        try:
+            check_history(self.campaign, schedule, status)
+            contradiction = ""
+        except TierctlError as e:  # a hand edit of schedule.csv: `tierctl run` will refuse until fixed
+            contradiction = str(e)
+        self.app.call_from_thread(self._got_status, status, contradiction)
+
+    def _got_status(self, status: Any, contradiction: str = "") -> None:
+        self.status = status
+        self.contradiction = contradiction
+        self.status_loads += 1
+        if self.draft is not None:
+            self.draft.locked = row_locks(status)
+        self.query_one(ScheduleEditor).load(self.draft, short_states(status), self._schedule_problem)
+        table = iterations_table(status)
+        self.query_one("#iterations", Static).update(
+            Group(table, Text(contradiction, style="bold #ef5350")) if contradiction else table)
+        self.query_one(PplChart).show(status)
+        self._draw_title()
+        self._draw_live(force=True)
+
+    def _status_failed(self, message: str) -> None:
+        self.status = None
+        self.query_one("#iterations", Static).update(Text(message, style="#ef5350"))
+
+    def load_schedule(self) -> None:
+        """(Re)read schedule.csv into a fresh draft; a broken file is shown, not raised."""
+        self._schedule_problem: str | None = None
+        try:
+            schedule = load_schedule(self.campaign.schedule)
+            b = self.config.tiers.block_size if self.config else 16
+            k = self.config.tiers.topk_per_block if self.config else 10
+            self.draft = ScheduleDraft(schedule, self.campaign.schedule, row_locks(self.status), b, k)
+        except TierctlError as e:
+            self.draft = None
+            self._schedule_problem = f"{e}  (fix the file, then ctrl+r reloads it)"
+        self.query_one(ScheduleEditor).load(self.draft, short_states(self.status), self._schedule_problem)
+
+    # ---- the tick: drain events, redraw once ----------------------------------------------------
+
+    def _tick(self) -> None:
+        while True:
+            try:
+                iteration, over, events = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if over:
+                self.model = LiveModel(iteration)
+            self.model.apply(events)
+        pid = jobs.active_pid(self.campaign)
+        launched_note = self._check_launched(pid)
+        if pid != self._pid or self.model.phase_version != self._phase:
+            self._pid, self._phase = pid, self.model.phase_version
+            self.load_status()
+        if launched_note:
+            self.run_note = launched_note
+        self._draw_live()
+
+    def _check_launched(self, pid: int | None) -> str:
+        """Forget our launched process once it exits; say why when it ended badly."""
+        if self.launched is None:
+            return ""
+        code = self.launched.exit_code()
+        if code is None:
+            return ""
+        launched, self.launched = self.launched, None
+        if code == 0:
+            return "run finished"
+        reason = launched.error_line() or f"tierctl run exited with code {code}"
+        self.query_one(LogTail).note(reason, "error")
+        self.notify(reason, title=f"run ended (exit {code})", severity="error", timeout=8)
+        return f"run ended with exit code {code}"
+
+    def _run_state(self) -> RunState:
+        starting = self.launched is not None and self._pid is None
+        return RunState(active_pid=self._pid, starting=starting, note=self.run_note)
+
+    def _draw_live(self, force: bool = False) -> None:
+        key = (self.model.version, id(self.model), self._pid, self.launched is None, self.run_note)
+        if not force and key == self._drawn_version:
+            return
+        self._drawn_version = key
+        self.live_refreshes += 1
+        run = self._run_state()
+        self.query_one(RunPanel).show(self.model, run)
+        self.query_one(CompositionPanel).show(self.model, self._stored_layers())
+        self.query_one(LossChart).show(self.model)
+        self.query_one(LogTail).show(self.model)
+        self._draw_title()
+
+    def _stored_layers(self) -> tuple[int, Any] | None:
+        for it in reversed(getattr(self.status, "iterations", [])):
+            if getattr(it, "per_layer", None):
+                return it.iteration, it.per_layer
+        return None
+
+    def _draw_title(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" {self.campaign.name} ", style="bold reverse")
+        if self.config is not None:
+            c = self.config
+            t.append(f"  {c.model.name}  b={c.tiers.block_size} k={c.tiers.topk_per_block}", style="")
+        else:
+            t.append(f"  {self.config_problem}", style="#ef5350")
+        if self.draft is not None:
+            t.append(f"  {len(self.draft.rows)} iterations", style="dim")
+        if self._pid is not None:
+            step = self.model.running_step
+            doing = f"iteration {self.model.iteration} {step}" if step else "starting"
+            t.append(f"  ● running {doing}", style="bold #42a5f5")
+        self.query_one("#campaign-title", Static).update(t)
+
+    # ---- schedule actions -----------------------------------------------------------------------
+
+    @property
+    def editor(self) -> ScheduleEditor:
+        return self.query_one(ScheduleEditor)
+
+    def _say(self, note: str) -> None:
+        self.editor.note = note
+        self.editor.update_message()
+
+    def on_schedule_editor_edit_requested(self, message: ScheduleEditor.EditRequested) -> None:
+        self.edit(message.iteration, message.column)
+
+    def action_edit_cell(self) -> None:
+        where = self.editor.cursor_cell()
+        if where is not None:
+            self.edit(*where)
+
+    def edit(self, iteration: int, column: str) -> None:
+        draft = self.draft
+        if draft is None:
+            return
+        if column not in MEANING or column == "iteration":
+            self._say(f"{column}: not editable (it follows from the other columns)"
+                      if column != "iteration" else "iteration numbers follow the row order")
+            return
+        lock = draft.lock_reason(iteration, column)
+        if lock is not None:
+            self._say("")
+            self.notify(lock, title="read-only row", severity="warning")
+            return
+        row = draft.rows[[r.iteration for r in draft.rows].index(iteration)]
+
+        def apply(value: str | None) -> None:
+            if value is not None:
+                draft.edit(iteration, column, value)
+                self._say(f"iteration {iteration} {column} = {value.strip()}")
+                self.editor.redraw()
+
+        self.app.push_screen(
+            PromptScreen(f"iteration {iteration} · {column}", format_cell(column, getattr(row, column)),
+                         MEANING[column], check=lambda text: draft.refusal(iteration, column, text)),
+            apply,
+        )
+
+    def action_add_row(self) -> None:
+        if self.draft is not None:
+            row = self.draft.add_row()
+            self.editor.redraw()
+            self.editor.table.move_cursor(row=len(self.draft.rows) - 1, column=1)
+            self._say(f"added iteration {row.iteration} (moves nothing yet: edit dense / 2:4 / top-k)")
+
+    def action_remove_row(self) -> None:
+        where = self.editor.cursor_cell()
+        if self.draft is None or where is None:
+            return
+        reason = self.draft.remove_row(where[0])
+        if reason:
+            self.notify(reason, title="not removed", severity="warning")
+            return
+        self.editor.redraw()
+        self._say(f"removed iteration {where[0]}")
+
+    def action_derive(self) -> None:
+        if self.draft is not None:
+            n = self.draft.derive_transitions()
+            self.editor.redraw()
+            self._say(f"transition columns filled in on {n} row{'s' if n != 1 else ''}")
+
+    def action_save(self) -> None:
+        if self.draft is None:
+            return
+        try:
+            self.draft.save()
+        except TierctlError as e:
+            self.notify(str(e), title="schedule not saved", severity="error", timeout=8)
+            self._say("")
+            return
+        self._say(f"saved {self.campaign.schedule}")
+        self.notify(f"saved {self.campaign.schedule}", timeout=3)
+
+    def action_revert(self) -> None:
+        self.load_schedule()
+        self._say("reloaded schedule.csv")
+
+    # ---- navigation -----------------------------------------------------------------------------
+
+    def action_view(self, view: str) -> None:
+        for v in VIEWS:
+            self.set_class(v == view, f"view-{v}")
+        self.query_one(Tabs).active = f"tab-{view}"
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        view = str(event.tab.id).removeprefix("tab-")
+        if view in VIEWS and not self.has_class(f"view-{view}"):
+            self.action_view(view)
+
+    def action_tier_maps(self) -> None:
+        from tierctl.tui.screens.tier_map import TierMapScreen
+
+        self.app.push_screen(TierMapScreen(self.campaign))
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            from tierctl.tui.screens.campaigns import CampaignsScreen
+
+            self.app.switch_screen(CampaignsScreen(self.app.campaigns_dir))  # type: ignore[attr-defined]

@@ -1,0 +1,150 @@
+"""`tierctl tui`: the campaigns under ./campaigns, their state, last perplexity and sparsity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tierctl.campaign.layout import CampaignLayout
+from tierctl.errors import TierctlError
+from tierctl.render import comp_bar
+
+STATE_STYLES = {"running": "bold #42a5f5", "failed": "bold #ef5350", "complete": "#66bb6a", "new": "dim",
+                "broken": "bold #ef5350", "resumable": "#ffa726"}
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    """One line of the list, computed off the UI thread."""
+
+    name: str
+    path: Path
+    model: str
+    done: int
+    total: int
+    state: str
+    ppl: float | None
+    sparsity: float | None
+    composition: dict[str, float] | None
+    problem: str = ""
+
+
+def summarize(layout: CampaignLayout) -> CampaignRow:
+    """State of one campaign: running, failed, complete, resumable (some done), new, or broken."""
+    from tierctl.campaign.config import load_config
+    from tierctl.campaign.state import campaign_status
+
+    try:
+        model = load_config(layout.config).model.name
+        status = campaign_status(layout, check=False)
+    except TierctlError as e:
+        return CampaignRow(layout.name, layout.root, "?", 0, 0, "broken", None, None, None, str(e))
+    its = status.iterations
+    done = sum(1 for it in its if it.complete)
+    states = [s for it in its for s in it.steps.values()]
+    if "running" in states:
+        state = "running"
+    elif "failed" in states:
+        state = "failed"
+    elif its and done == len(its):
+        state = "complete"
+    elif "done" in states:
+        state = "resumable"
+    else:
+        state = "new"
+    last = next((it for it in reversed(its) if it.composition is not None), None)
+    last_ppl = next((it.ppl for it in reversed(its) if it.ppl is not None), None)
+    return CampaignRow(layout.name, layout.root, model, done, len(its), state, last_ppl,
+                       last.sparsity if last else None, last.composition if last else None)
+
+
+def find_campaigns(base: Path) -> list[CampaignLayout]:
+    if not base.is_dir():
+        return []
+    return [CampaignLayout(p) for p in sorted(base.iterdir()) if (p / "campaign.toml").is_file()]
+
+
+class CampaignsScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=True),
+        Binding("g", "refresh", "Refresh", show=False),
+    ]
+
+    def __init__(self, base: Path, poll_interval: float = 2.0) -> None:
+        super().__init__()
+        self.base = Path(base)
+        self.poll_interval = poll_interval
+        self.rows: list[CampaignRow] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="campaigns-title")
+        table: DataTable[Any] = DataTable(id="campaigns-table", cursor_type="row", zebra_stripes=True)
+        for label, key in (("campaign", "name"), ("model", "model"), ("iterations", "iterations"),
+                           ("state", "state"), ("last ppl", "ppl"), ("sparsity", "sparsity"),
+                           ("dense/2:4/top-k", "composition")):
+            table.add_column(label, key=key)
+        yield table
+        yield Static(id="campaigns-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        title = Text(" tierctl ", style="bold reverse").append(f"  campaigns in {self.base}/", style="")
+        self.query_one("#campaigns-title", Static).update(title)
+        self.query_one("#campaigns-table").focus()
+        self.action_refresh()
+        self.set_interval(self.poll_interval, self.action_refresh)
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    @work(thread=True, group="campaigns", exclusive=True)
+    def action_refresh(self) -> None:
+        rows = [summarize(layout) for layout in find_campaigns(self.base)]
+        self.app.call_from_thread(self._show, rows)
+
+    def _show(self, rows: list[CampaignRow]) -> None:
+        self.rows = rows
+        table = self.query_one("#campaigns-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for r in rows:
+            state = Text(r.state, style=STATE_STYLES.get(r.state, ""))
+            table.add_row(
+                Text(r.name, style="bold"), r.model, f"{r.done}/{r.total}", state,
+                Text("-" if r.ppl is None else f"{r.ppl:.2f}", justify="right"),
+                Text("-" if r.sparsity is None else f"{100 * r.sparsity:.1f}%", justify="right"),
+                comp_bar(r.composition, 16), key=str(r.path),
+            )
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+        hint = self.query_one("#campaigns-hint", Static)
+        broken = [r for r in rows if r.problem]
+        if not rows:
+            hint.update(Text(f"No campaigns under {self.base}/. Create one with: tierctl init NAME", style="#ffa726"))
+        elif broken:
+            hint.update(Text("\n".join(f"{r.name}: {r.problem}" for r in broken), style="#ef5350"))
+        else:
+            hint.update(Text("enter opens a campaign · ? help · q quit", style="dim"))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self._open(event.cursor_row)
+
+    def action_open(self) -> None:
+        self._open(self.query_one("#campaigns-table", DataTable).cursor_row)
+
+    def _open(self, index: int) -> None:
+        if not 0 <= index < len(self.rows):
+            return
+        from tierctl.tui.screens.campaign import CampaignScreen
+
+        self.app.push_screen(CampaignScreen(CampaignLayout(self.rows[index].path),
+                                            poll_interval=self.app.poll_interval))  # type: ignore[attr-defined]

@@ -1,0 +1,59 @@
+"""Per-layer tier composition: one row per decoder layer, a stacked bar per matrix kind.
+
+Live while a prune step runs (filled in as its `layer` events arrive); otherwise the per-layer
+composition of the latest iteration in metrics.json, so the panel is never empty after a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tierctl.render import composition_legend, layer_composition_table, split_matrix_name
+from tierctl.tui.live_state import LiveModel
+
+
+def _mean(per_layer: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    n = max(1, len(per_layer))
+    return {k: sum(float(v.get(k, 0.0)) for v in per_layer.values()) / n for k in ("dense", "semi", "topk")}
+
+
+class CompositionPanel(VerticalScroll):
+    """A scrolling view of the layer composition table."""
+
+    _last: tuple[LiveModel | None, tuple[int, Mapping[str, Mapping[str, float]]] | None] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="composition-body")
+
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.show(*self._last)
+
+    def show(self, model: LiveModel | None, stored: tuple[int, Mapping[str, Mapping[str, float]]] | None) -> None:
+        """`stored` is (iteration, per_layer) of the latest iteration on disk, used when nothing is live."""
+        self._last = (model, stored)
+        body = self.query_one("#composition-body", Static)
+        if model is not None and model.layers:
+            head = Text(f"iteration {model.iteration}  ", style="bold")
+            prune = model.steps["prune"]
+            head.append(f"{len(model.layers)} matrices", style="")
+            if prune.status == "running" and prune.total:
+                head.append(f"  (prune {prune.done}/{prune.total} {prune.unit})", style="dim")
+            per_layer: Mapping[str, Mapping[str, float]] = model.layers
+        elif stored is not None:
+            head = Text(f"iteration {stored[0]}  ", style="bold").append("from metrics.json", style="dim")
+            per_layer = stored[1]
+        else:
+            body.update(Text("no tier composition yet: it appears as the first prune step runs", style="dim"))
+            return
+        kinds = len({split_matrix_name(n)[1] for n in per_layer}) or 1
+        # layer + sparsity columns take ~16 cells; the rest is shared by one bar per matrix kind
+        bar = max(4, min(16, (self.content_size.width - 16) // kinds - 1)) if self.content_size.width else 6
+        body.update(Group(head, composition_legend(_mean(per_layer)),
+                          layer_composition_table(per_layer, bar_width=bar)))

@@ -1,0 +1,117 @@
+"""The run panel: which iteration and step is running, its progress, and buttons for the mouse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Static
+
+from tierctl.core.events import STEPS
+from tierctl.tui.live_state import DONE, FAILED, PENDING, RUNNING, LiveModel
+
+STEP_MARKS = {PENDING: ("·", "dim"), RUNNING: ("●", "bold #42a5f5"), DONE: ("✓", "#66bb6a"),
+              FAILED: ("✗", "bold #ef5350")}
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What the campaign lock and this dashboard's own launch say, next to what the events say."""
+
+    active_pid: int | None = None  # the process holding the campaign lock
+    starting: bool = False  # launched from here, lock not taken yet
+    note: str = ""  # one line to show (a refused launch, a cancel sent)
+
+
+def steps_line(model: LiveModel, active: bool) -> Text:
+    """`iteration 2  prune ✓  finetune ● 120/400 steps  eval ·`; an unended step of a run that is
+    no longer active reads `interrupted` (it resumes on the next run)."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if model.iteration is None:
+        return out.append("no iteration has run yet", style="dim")
+    out.append(f"iteration {model.iteration}", style="bold")
+    for s in STEPS:
+        view = model.steps[s]
+        status = view.status
+        if status == RUNNING and not active:
+            out.append(f"  {s} ", style="")
+            out.append("interrupted", style="#ffa726")
+            continue
+        mark, style = STEP_MARKS[status]
+        out.append(f"  {s} ", style="" if status != PENDING else "dim")
+        out.append(mark, style=style)
+    return out
+
+
+def progress_renderable(model: LiveModel, run: RunState) -> Group:
+    """The progress bar of the step being run, or what the panel knows instead."""
+    active = run.active_pid is not None
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1)
+    grid.add_column(no_wrap=True, justify="right")
+    step = model.running_step if active else None
+    if step is not None:
+        view = model.steps[step]
+        frac = view.fraction
+        count = f"{view.done}/{view.total} {view.unit}".strip() if view.total else "starting"
+        pct = f"{100 * frac:5.1f}%" if frac is not None else ""
+        grid.add_row(Text(step, style="bold"), ProgressBar(total=1.0, completed=frac or 0.0),
+                     Text(f"{count} {pct}".strip()))
+    else:
+        failed = model.failed_step
+        if run.starting:
+            msg = Text("starting the run…", style="#42a5f5")
+        elif active:
+            msg = Text(f"a run holds the campaign lock (pid {run.active_pid}); waiting for its events",
+                       style="#42a5f5")
+        elif failed is not None:
+            msg = Text(f"{failed} failed: {model.steps[failed].error}", style="#ef5350")
+        elif model.running_step is not None:
+            msg = Text(f"{model.running_step} was interrupted: run the iteration again to resume",
+                       style="#ffa726")
+        else:
+            msg = Text("idle", style="dim")
+        grid.add_row(msg)
+    state = Text(no_wrap=True, overflow="ellipsis")
+    if active:
+        state.append("running", style="bold #42a5f5").append(f" pid {run.active_pid}", style="dim")
+    elif run.starting:
+        state.append("starting", style="#42a5f5")
+    else:
+        state.append("no run active", style="dim")
+    if run.note:
+        state.append("  " + run.note, style="italic")
+    return Group(steps_line(model, active or run.starting), grid, state)
+
+
+class RunPanel(Vertical):
+    """Progress of the followed iteration, and run / cancel buttons that fire the screen's actions."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-status")
+        with Horizontal(id="run-buttons"):
+            yield Button("Run next", id="run-next", compact=True, tooltip="run the next incomplete iteration (r)")
+            yield Button("Run…", id="run-iter", compact=True, tooltip="run a chosen iteration (i)")
+            yield Button("Run all", id="run-all", compact=True, tooltip="run every incomplete iteration (a)")
+            yield Button("Cancel", id="run-cancel", compact=True, variant="error",
+                         tooltip="stop the running step (c)")
+
+    def show(self, model: LiveModel, run: RunState) -> None:
+        self.query_one("#run-status", Static).update(progress_renderable(model, run))
+        busy = run.active_pid is not None or run.starting
+        for bid in ("run-next", "run-iter", "run-all"):
+            self.query_one(f"#{bid}", Button).disabled = busy
+        self.query_one("#run-cancel", Button).disabled = run.active_pid is None
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"run-next": "run_next", "run-iter": "run_iteration", "run-all": "run_all",
+                   "run-cancel": "cancel_run"}
+        if event.button.id in actions:
+            event.stop()
+            await self.app.run_action(actions[event.button.id], self.screen)

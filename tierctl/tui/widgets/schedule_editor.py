@@ -1,0 +1,144 @@
+"""The schedule table: a ScheduleDraft drawn as a DataTable, invalid cells marked, and a message line
+that says what the cursor's cell means, why it is wrong, or why its row is read-only."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.coordinate import Coordinate
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from tierctl.tui.schedule_draft import COLUMNS, MEANING, ScheduleDraft, format_cell
+
+HEADERS = {"iteration": "iter", "dense": "dense", "mid_2_4": "2:4", "topk": "top-k", "dense_to_2_4": "d→2:4",
+           "mid_2_4_to_topk": "2:4→tk", "epochs": "ep", "sparsity": "sparsity", "state": "state"}
+KEYS = ("iteration", *COLUMNS, "sparsity", "state")
+INVALID = "bold #ffffff on #b71c1c"
+LOCKED = "#8a8a8a"
+
+
+class ScheduleEditor(Vertical):
+    """Shows a draft; the screen owns the actions (edit, add, remove, save) and calls `redraw`."""
+
+    class EditRequested(Message):
+        """Enter (or a click) on a cell: the screen opens the editor for it."""
+
+        def __init__(self, iteration: int, column: str) -> None:
+            super().__init__()
+            self.iteration, self.column = iteration, column
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.draft: ScheduleDraft | None = None
+        self.states: dict[int, str] = {}  # iteration -> short state for the last column
+        self.problem: str | None = None  # the schedule could not be loaded at all
+        self.note: str = ""  # the outcome of the last action (saved, refused, ...)
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Text] = DataTable(id="schedule-table", cursor_type="cell", zebra_stripes=True)
+        for key in KEYS:
+            table.add_column(HEADERS[key], key=key)
+        yield table
+        yield Static(id="schedule-message")
+
+    @property
+    def table(self) -> DataTable[Text]:
+        return self.query_one("#schedule-table", DataTable)
+
+    def load(self, draft: ScheduleDraft | None, states: dict[int, str], problem: str | None = None) -> None:
+        self.draft, self.states, self.problem = draft, states, problem
+        self.redraw()
+
+    def cursor_cell(self) -> tuple[int, str] | None:
+        """(iteration, column) under the cursor, or None on an empty table."""
+        if self.draft is None or not self.draft.rows:
+            return None
+        row, col = self.table.cursor_coordinate
+        row = min(row, len(self.draft.rows) - 1)
+        return self.draft.rows[row].iteration, KEYS[min(col, len(KEYS) - 1)]
+
+    def redraw(self) -> None:
+        table = self.table
+        cursor = table.cursor_coordinate
+        table.clear()
+        if self.draft is not None:
+            proj = self.draft.projection()
+            for r, p in zip(self.draft.rows, proj, strict=False):
+                table.add_row(*self._cells(r, p), key=str(r.iteration))
+        if table.row_count:
+            table.move_cursor(row=min(cursor.row, table.row_count - 1), column=cursor.column, animate=False)
+        self.update_message()
+
+    def _cells(self, row, proj) -> list[Text]:  # noqa: ANN001  (ScheduleRow, projection dict | None)
+        draft = self.draft
+        assert draft is not None
+        locked = draft.lock_reason(row.iteration) is not None
+        out = [Text(str(row.iteration), style="bold" if not locked else LOCKED, justify="right")]
+        for col in COLUMNS:
+            text = Text(format_cell(col, getattr(row, col)), justify="right")
+            if draft.errors_at(row.iteration, col):
+                text.stylize(INVALID)
+            elif draft.lock_reason(row.iteration, col) is not None:
+                text.stylize(LOCKED)
+            out.append(text)
+        sparsity = Text(f"{100 * proj['sparsity']:.1f}%" if proj else "-", justify="right")
+        if draft.errors_at(row.iteration, "iteration") or (draft.errors_at(row.iteration) and not proj):
+            sparsity.stylize("dim")
+        out.append(sparsity)
+        state = self.states.get(row.iteration, "")
+        out.append(Text(state, style=LOCKED if locked else "#42a5f5" if state else ""))
+        return out
+
+    def update_message(self) -> None:
+        msg = self.query_one("#schedule-message", Static)
+        if self.problem:
+            msg.update(Text(self.problem, style="bold #ef5350"))
+            return
+        draft = self.draft
+        if draft is None:
+            msg.update("")
+            return
+        out = Text()
+        where = self.cursor_cell()
+        if where is not None:
+            iteration, column = where
+            errs = draft.errors_at(iteration, column) if column in COLUMNS else draft.errors_at(iteration)
+            lock = draft.lock_reason(iteration, column if column in COLUMNS else None)
+            if errs:
+                out.append(f"✗ iteration {iteration} {column}: ", style="bold #ef5350").append("; ".join(errs))
+            elif lock:
+                out.append("read-only: ", style="bold").append(lock, style=LOCKED)
+            elif column in MEANING:
+                out.append(f"{column}: ", style="bold").append(MEANING[column], style="dim")
+            elif column == "sparsity":
+                out.append("sparsity: ", style="bold").append(
+                    f"projected weight sparsity (b={draft.block_size}, k={draft.k})", style="dim")
+            out.append("\n")
+        if draft.errors:
+            n = len(draft.errors)
+            out.append(f"{n} problem{'s' if n > 1 else ''} (marked red): ", style="#ef5350")
+            first = draft.errors[0]
+            out.append(f"iteration {first.iteration} {first.column}: {first.message}", style="#ef5350")
+        elif draft.dirty:
+            out.append("valid, not saved: ctrl+s saves schedule.csv", style="#ffa726")
+        else:
+            out.append("schedule.csv saved and valid", style="#66bb6a")
+        if self.note:
+            out.append("  " + self.note, style="italic")
+        msg.update(out)
+
+    def on_data_table_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
+        self.update_message()
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        event.stop()
+        where = self._at(event.coordinate)
+        if where is not None:
+            self.post_message(self.EditRequested(*where))
+
+    def _at(self, coord: Coordinate) -> tuple[int, str] | None:
+        if self.draft is None or coord.row >= len(self.draft.rows):
+            return None
+        return self.draft.rows[coord.row].iteration, KEYS[coord.column]
