@@ -103,6 +103,144 @@ def schedule_show(
 
 # === init / run / status ===
 
+from pathlib import Path as _Path  # noqa: E402
+
+from tierctl.campaign import config as _cfg  # noqa: E402  (light: dataclasses and tomli-w, for the defaults)
+
+
+@app.command()
+def init(
+    name: str = typer.Argument(..., help="Campaign name: a plain directory name."),
+    dir: _Path = typer.Option(_Path("campaigns"), "--dir", help="Where campaigns live."),
+    model: str = typer.Option(_cfg.ModelConfig.name, "--model", help="Preset, HF id, model directory or .gguf file."),
+    calib: str = typer.Option(_cfg.DataConfig.calib, "--calib", help="Calibration / fine-tune text: pydoc, "
+                              "text:PATH, wikitext2, c4, ptb."),
+    eval: str = typer.Option(_cfg.DataConfig.eval, "--eval", help="Evaluation text (same choices as --calib)."),
+    schedule: _Path = typer.Option(None, "--schedule", help="Schedule CSV (default: the seed schedule)."),
+    nsamples: int = typer.Option(_cfg.DataConfig.nsamples, "--nsamples", help="Calibration windows."),
+    seqlen: int = typer.Option(_cfg.DataConfig.seqlen, "--seqlen", help="Tokens per window (calibration, "
+                               "evaluation and fine-tune)."),
+    block_size: int = typer.Option(_cfg.TiersConfig.block_size, "--block-size", help="Block side b (b x b blocks)."),
+    topk: int = typer.Option(_cfg.TiersConfig.topk_per_block, "--topk", help="Non-zeros kept per top-k block."),
+    device: str = typer.Option(_cfg.ModelConfig.device, "--device", help="auto, cpu or cuda."),
+    dtype: str = typer.Option(_cfg.ModelConfig.dtype, "--dtype", help="float32, bfloat16 or float16."),
+    seed: int = typer.Option(_cfg.DataConfig.seed, "--seed", help="Seed of calibration windows and fine-tune order."),
+    method: str = typer.Option(_cfg.PruneConfig.method, "--method", help="progressive, or a baseline: "
+                               "wanda-unstructured, wanda-nm."),
+) -> None:
+    """Create a campaign: campaign.toml and schedule.csv in DIR/NAME (nothing is written when refused)."""
+    from tierctl.campaign.init import InitOptions, create_campaign
+
+    opts = InitOptions(model=model, calib=calib, eval=eval, schedule=schedule, nsamples=nsamples, seqlen=seqlen,
+                       block_size=block_size, topk=topk, device=device, dtype=dtype, seed=seed, method=method)
+    try:
+        layout = create_campaign(name, dir, opts)
+    except TierctlError as e:
+        raise fail(e) from None
+    print(f"created {layout.root} (campaign.toml, schedule.csv); run it with: tierctl run {layout.root} --all")
+
+
+@app.command()
+def run(
+    campaign: str = typer.Argument(..., help="Campaign directory, or a name under ./campaigns."),
+    iteration: int = typer.Option(None, "--iter", help="Run the steps of iteration N that are not done."),
+    all_: bool = typer.Option(False, "--all", help="Run every iteration that is not complete, in order."),
+    step: str = typer.Option(None, "--step", help="Only this step: prune, finetune or eval (with --iter)."),
+    force: bool = typer.Option(False, "--force", help="Redo even if done, removing what depends on it "
+                               "(--step prune or none: iter<N> and later; eval: only its ppl)."),
+    json_: bool = typer.Option(False, "--json", help="Print the events, one JSON object per line "
+                               "(automatic when stdout is not a terminal)."),
+    launcher: str = typer.Option(None, "--launcher", help="Fine-tune launcher: local or torchrun "
+                                 "(default: [run] launcher)."),
+    nproc: int = typer.Option(None, "--nproc", min=1, help="Processes under torchrun (default: [run] nproc)."),
+    grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds a stopped step gets before SIGKILL."),
+) -> None:
+    """Run prune, fine-tune and eval steps of a campaign (resumes: completed steps are skipped)."""
+    from rich.console import Console
+
+    from tierctl.campaign.config import LAUNCHERS
+    from tierctl.campaign.layout import resolve_campaign
+    from tierctl.campaign.plan import RunRequest
+    from tierctl.campaign.runner import run_campaign
+    from tierctl.errors import BadInput as _BadInput
+
+    console = Console()
+    try:
+        if launcher is not None and launcher not in LAUNCHERS:
+            raise _BadInput(f"--launcher {launcher}: must be one of {', '.join(LAUNCHERS)}")
+        layout = resolve_campaign(campaign)
+        request = RunRequest(iteration=iteration, all=all_, step=step, force=force)
+        if json_ or not console.is_terminal:
+            outcome = run_campaign(layout, request, launcher, nproc, on_event=_print_event, grace=grace)
+        else:
+            from tierctl.live import LiveView
+
+            with LiveView(layout, console) as view:
+                view.on_step(0, "", None)
+                outcome = run_campaign(layout, request, launcher, nproc, on_event=view.on_event,
+                                       on_step=view.on_step, grace=grace)
+    except TierctlError as e:
+        raise fail(e) from None
+    if outcome.exit_code:
+        print(f"tierctl: {outcome.message}", file=sys.stderr)
+        raise typer.Exit(outcome.exit_code)
+    if not outcome.results and not (json_ or not console.is_terminal):
+        print("nothing to do: the steps asked for are done (--force redoes them)", file=sys.stderr)
+
+
+_stdout_gone = False
+
+
+def _print_event(event: object, line: str) -> None:
+    """--json: the step's event line as it wrote it. A reader that went away does not stop the run."""
+    global _stdout_gone
+    if _stdout_gone:
+        return
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        _stdout_gone = True
+
+
+@app.command()
+def status(
+    campaign: str = typer.Argument(..., help="Campaign directory, or a name under ./campaigns."),
+    json_: bool = typer.Option(False, "--json", help="Print the status as JSON (SPEC section 7)."),
+) -> None:
+    """Iterations and steps (pending, running, done, failed), composition, sparsity, ppl: read from the files."""
+    import json
+
+    from tierctl.campaign.layout import resolve_campaign
+    from tierctl.campaign.state import campaign_status
+
+    try:
+        layout = resolve_campaign(campaign)
+        st = campaign_status(layout)
+    except TierctlError as e:
+        raise fail(e) from None
+    if json_:
+        print(json.dumps(st.to_json(), indent=2))
+        return
+    from rich.console import Console
+
+    from tierctl.render import iterations_table
+
+    console = Console()
+    console.print(iterations_table(st, title=f"campaign {st.name}"))
+    for it in st.iterations:
+        for step, err in it.errors.items():
+            console.print(f"[red]iteration {it.iteration} {step} failed:[/] {err} "
+                          f"(log: {layout.step_log(it.iteration, step)})", highlight=False, soft_wrap=True)
+    if st.holder is not None:
+        where = "iteration {} {}".format(*st.running) if st.running else "between steps"
+        console.print(f"running: {where} ({st.holder})", highlight=False, soft_wrap=True)
+    elif st.next is not None:
+        console.print(f"next: iteration {st.next[0]} {st.next[1]} — tierctl run {layout.root} --all", highlight=False,
+                      soft_wrap=True)
+    else:
+        console.print("complete", style="green")
+
 # === diff / show / report ===
 
 from pathlib import Path  # noqa: E402  (light: the helpers of this section name files)

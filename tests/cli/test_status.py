@@ -1,0 +1,101 @@
+"""`tierctl status CAMPAIGN [--json]`: read from the directory; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from tests.campaign.step_files import event, iteration_done, prune_done
+from tests.helpers import make_campaign
+from tierctl.campaign.layout import CampaignLock
+from tierctl.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["status", *args], env={"COLUMNS": "120", "NO_COLOR": "1"})
+
+
+def test_json_is_spec_section_7(tmp_path):
+    layout = make_campaign(tmp_path)
+    iteration_done(layout, 1)
+    prune_done(layout, 2, comp={"dense": 0.8, "semi": 0.1, "topk": 0.1}, ppl_pruned=55.0)
+    r = invoke(str(layout.root), "--json")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert data == {"campaign": "camp", "iterations": [
+        {"iteration": 1, "steps": {"prune": "done", "finetune": "done", "eval": "done"},
+         "composition": {"dense": 0.9, "semi": 0.1, "topk": 0.0}, "sparsity": 0.05, "ppl_pruned": 40.0, "ppl": 30.0},
+        {"iteration": 2, "steps": {"prune": "done", "finetune": "pending", "eval": "pending"},
+         "composition": {"dense": 0.8, "semi": 0.1, "topk": 0.1}, "sparsity": 0.05, "ppl_pruned": 55.0, "ppl": None},
+        *[{"iteration": n, "steps": {"prune": "pending", "finetune": "pending", "eval": "pending"},
+           "composition": None, "sparsity": None, "ppl_pruned": None, "ppl": None} for n in (3, 4, 5)],
+    ]}
+
+
+def test_the_table_shows_steps_composition_sparsity_ppl_and_what_is_next(tmp_path):
+    layout = make_campaign(tmp_path)
+    iteration_done(layout, 1)
+    r = invoke(str(layout.root))
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].strip() == "campaign camp"
+    row1 = next(line for line in lines if line.lstrip().startswith("1 "))
+    assert "✓ done" in row1 and "90/10/0" in row1 and "5.0%" in row1 and "40.00" in row1 and "30.00" in row1
+    row2 = next(line for line in lines if line.lstrip().startswith("2 "))
+    assert row2.count("· pending") == 3
+    assert lines[-1] == f"next: iteration 2 prune — tierctl run {layout.root} --all"
+
+
+def test_a_failed_step_is_shown_with_its_error_and_log(tmp_path):
+    layout = make_campaign(tmp_path)
+    event(layout, 1, "prune", "start")
+    event(layout, 1, "prune", "end", status="failed", error="ValueError: boom")
+    r = invoke(str(layout.root))
+    assert "✗ failed" in r.stdout
+    assert f"iteration 1 prune failed: ValueError: boom (log: {layout.root}/logs/iter1-prune.log)" in r.stdout
+
+
+def test_a_running_campaign_names_the_step_and_the_holder(tmp_path):
+    layout = make_campaign(tmp_path)
+    event(layout, 1, "prune", "start")
+    with CampaignLock(layout.lock):
+        r = invoke(str(layout.root), "--json")
+        assert json.loads(r.stdout)["iterations"][0]["steps"]["prune"] == "running"
+        r = invoke(str(layout.root))
+    assert "▶ running" in r.stdout
+    assert r.stdout.splitlines()[-1].startswith("running: iteration 1 prune (pid ")
+
+
+def test_a_name_under_campaigns_is_found(tmp_path, monkeypatch):
+    make_campaign(tmp_path / "campaigns", name="demo")
+    monkeypatch.chdir(tmp_path)
+    r = invoke("demo", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["campaign"] == "demo"
+
+
+def test_a_missing_campaign_is_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("nope")
+    assert r.exit_code == 2
+    assert r.stderr == "tierctl: nope: no such campaign (looked for nope and campaigns/nope)\n"
+
+
+def test_a_broken_schedule_is_exit_2_naming_the_file(tmp_path):
+    layout = make_campaign(tmp_path)
+    layout.schedule.write_text("iteration,dense\n1,x\n")
+    r = invoke(str(layout.root))
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"tierctl: {layout.schedule}") and len(r.stderr.splitlines()) == 1
+
+
+def test_a_schedule_contradicting_history_is_exit_2(tmp_path):
+    layout = make_campaign(tmp_path)
+    iteration_done(layout, 1)
+    layout.schedule.write_text(layout.schedule.read_text().replace("1,0.90,0.10,0.00,0.10,0.00,2",
+                                                                   "1,0.90,0.10,0.00,0.10,0.00,1"))
+    r = invoke(str(layout.root))
+    assert r.exit_code == 2
+    assert "iteration 1 column epochs is 1 but iteration 1 already ran with 2" in r.stderr

@@ -1,0 +1,320 @@
+"""Running steps: each prune, fine-tune and eval is its own subprocess, in its own process group.
+
+`python -m tierctl.steps STEP --campaign DIR --iter N` (the fine-tune optionally under
+`python -m torch.distributed.run --standalone --nproc_per_node K`). The step's stdout is its event
+stream (SPEC section 6), parsed line by line and handed to a callback; its stderr (tracebacks,
+library noise) is appended to `logs/iter<N>-<step>.log`.
+
+Why a process group and the lock fd:
+- `start_new_session=True` puts the step (and anything it forks) in a group of its own, so a stop
+  reaches every process of the step with one `killpg`, and a Ctrl-C in the terminal reaches only the
+  runner, which then stops the step in order (SIGTERM, a grace period, SIGKILL).
+- The campaign lock's descriptor is passed to the step (`pass_fds`), so the flock lives as long as
+  either process: a step orphaned by a `kill -9` of the runner still keeps a second runner out, and
+  once it dies the kernel frees the lock and the next runner takes it over.
+
+The dashboard and `tierctl run` both go through this module: there is no second implementation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tierctl.campaign.config import load_config
+from tierctl.campaign.layout import CampaignLayout, CampaignLock, LockHeld, clean_temporaries, holder_of
+from tierctl.campaign.plan import RunRequest, invalidate, plan_run
+from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
+from tierctl.core.events import Event, parse_line
+
+GRACE_S = 10.0  # seconds between SIGTERM and SIGKILL when stopping a step
+
+OnEvent = Callable[[Event, str], None]  # (event, its raw JSON line without newline)
+
+
+@dataclass
+class StepResult:
+    """How one step subprocess ended."""
+
+    iteration: int
+    step: str
+    returncode: int
+    end: Event | None  # the step's `end` event, None when it died before writing one
+    log: Path
+    stopped: bool = False  # stop() was called while it ran
+    tail: str = ""  # last non-empty line the step wrote to its log (its reason when there is no end event)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.end is not None and self.end.get("status") == "ok"
+
+    @property
+    def error(self) -> str:
+        """One line: the step's own error, else how the process ended."""
+        if self.end is not None and self.end.get("status") != "ok":
+            return str(self.end.get("error") or "failed").splitlines()[0]
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            return f"killed by {name}"
+        if self.tail:
+            return self.tail
+        if self.returncode == 0:
+            return "exited without an end event"
+        return f"exited with code {self.returncode} without an end event"
+
+
+def step_argv(layout: CampaignLayout, iteration: int, step: str, launcher: str = "local", nproc: int = 1,
+              python: str | None = None) -> list[str]:
+    """The command line of one step. Only the fine-tune runs under torchrun (prune and eval are one process)."""
+    py = python or sys.executable
+    tail = ["-m", "tierctl.steps", step, "--campaign", str(layout.root.resolve()), "--iter", str(iteration)]
+    if step == "finetune" and launcher == "torchrun":
+        return [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *tail]
+    return [py, *tail]
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every process, from /proc (empty where there is no /proc)."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parens, so split after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        with contextlib.suppress(IndexError, ValueError):
+            out[int(name)] = (int(fields[1]), int(fields[2]))
+    return out
+
+
+def process_groups(pid: int) -> set[int]:
+    """The group of `pid` and the groups of all its descendants.
+
+    torchrun starts each worker in a session of its own, so stopping a torchrun fine-tune must reach
+    those groups too, not only torchrun's.
+    """
+    table = _proc_table()
+    groups, todo, seen = {pid}, [pid], {pid}
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(p)
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+                groups.add(table[c][1])
+    groups.discard(os.getpgrp())  # never our own group
+    return groups
+
+
+def _signal_groups(groups: set[int], sig: int) -> None:
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, sig)
+
+
+class StepRunner:
+    """Runs one step at a time; `stop()` (safe from a signal handler or another thread) ends it.
+
+    `on_event(event, line)` receives every event line of the step's stdout, in order, from the
+    calling thread of `run()`. Lines that are not events go to the step's log file.
+    """
+
+    def __init__(self, layout: CampaignLayout, lock_fd: int | None = None, launcher: str = "local",
+                 nproc: int = 1, on_event: OnEvent | None = None, grace: float = GRACE_S,
+                 env: dict[str, str] | None = None) -> None:
+        self.layout = layout
+        self.lock_fd = lock_fd
+        self.launcher = launcher
+        self.nproc = nproc
+        self.on_event = on_event
+        self.grace = grace
+        self.env = env
+        self.stopping = False
+        self.stop_signal: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._killer: threading.Timer | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """pid of the running step (its process group id too), None between steps."""
+        return self._proc.pid if self._proc is not None else None
+
+    def run(self, iteration: int, step: str) -> StepResult:
+        argv = step_argv(self.layout, iteration, step, self.launcher, self.nproc)
+        log_path = self.layout.step_log(iteration, step)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        end: Event | None = None
+        with open(log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
+            log.flush()
+            start = log.tell()
+            proc = subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                start_new_session=True, pass_fds=(self.lock_fd,) if self.lock_fd is not None else (),
+                env=self.env,
+            )
+            self._proc = proc
+            if self.stopping:  # a stop that arrived while the process was being created
+                self._terminate()
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                    event = parse_line(line)
+                    if event is None:
+                        if line.strip():
+                            log.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                            log.flush()
+                        continue
+                    if event.event == "end" and event.step == step:
+                        end = event
+                    if self.on_event is not None:
+                        self.on_event(event, line.strip())
+                returncode = proc.wait()
+            finally:
+                if proc.poll() is None:  # the reader itself failed (a callback raised): do not orphan the step
+                    self._terminate()
+                    proc.wait()
+                self._proc = None
+                if self._killer is not None:
+                    self._killer.cancel()
+                    self._killer = None
+        return StepResult(iteration, step, returncode, end, log_path, self.stopping,
+                          _last_line(log_path, start))
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop the running step (SIGTERM to its process groups, SIGKILL after the grace period).
+
+        Also marks the runner as stopping, so a campaign run starts no further step.
+        """
+        self.stopping = True
+        if self.stop_signal is None:
+            self.stop_signal = signum
+        if self._proc is not None:
+            self._terminate()
+
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        groups = process_groups(proc.pid)
+        _signal_groups(groups, signal.SIGTERM)
+        if self._killer is None:
+            def kill() -> None:
+                if proc.poll() is None:
+                    _signal_groups(groups | process_groups(proc.pid), signal.SIGKILL)
+
+            self._killer = threading.Timer(self.grace, kill)
+            self._killer.daemon = True
+            self._killer.start()
+
+
+def _last_line(path: Path, offset: int) -> str:
+    """The last non-empty line written to `path` after `offset` (bounded read)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(offset, size - 4096))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+# --- a whole `tierctl run`: lock, plan, --force, steps in order ------------------------------------
+
+OnStep = Callable[[int, str, "StepResult | None"], None]  # (iteration, step, None at start / result at end)
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: the exit code of `tierctl run` and its one-line message (empty when all went well)."""
+
+    exit_code: int
+    message: str = ""
+    results: list[StepResult] | None = None
+    removed: list[str] | None = None  # what --force deleted
+
+
+def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
+                 nproc: int | None = None, on_event: OnEvent | None = None, on_step: OnStep | None = None,
+                 grace: float = GRACE_S, handle_signals: bool = True) -> RunOutcome:
+    """Run the steps `request` asks for, holding the campaign lock. BadInput (exit 2) before any write.
+
+    Order: campaign.toml and schedule are read and the request is planned *before* the lock is taken,
+    so a refused run creates nothing; then, under the lock, the status is read again (another runner
+    may have finished meanwhile), leftovers of killed writes are removed, --force deletes what it
+    redoes, and the steps run one by one. A failed step ends the run (exit 1); SIGINT / SIGTERM stop
+    the running step's process groups and end the run with 130 / 143, leaving it resumable.
+    """
+    config = load_config(layout.config)
+    schedule = load_campaign_schedule(layout)
+    holder = holder_of(layout.lock)
+    if holder is not None:
+        raise LockHeld(f"{layout.root}: campaign is being run by {holder}")
+    plan_run(layout, campaign_status(layout, schedule), request)  # refuse bad requests before writing
+
+    lock = CampaignLock(layout.lock).acquire()
+    runner = StepRunner(layout, lock.fd, launcher or config.run.launcher, nproc or config.run.nproc,
+                        on_event, grace)
+    old_handlers = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, lambda signum, frame: runner.stop(signum))
+    try:
+        status = campaign_status(layout, schedule)
+        plan = plan_run(layout, status, request)
+        clean_temporaries(layout.root)
+        removed = invalidate(layout, request)
+        results: list[StepResult] = []
+        for n, step in plan:
+            if runner.stopping:
+                break
+            if on_step is not None:
+                on_step(n, step, None)
+            result = runner.run(n, step)
+            results.append(result)
+            if on_step is not None:
+                on_step(n, step, result)
+            if runner.stopping:
+                break
+            if not result.ok:
+                code = 2 if result.returncode == 2 else 1
+                return RunOutcome(code, f"iteration {n} {step} failed: {result.error} (log: {result.log})",
+                                  results, removed)
+            if iteration_status(layout, n, lock_held=True).steps[step] != DONE:
+                return RunOutcome(1, f"iteration {n} {step} ended ok but its outputs are missing "
+                                     f"(log: {result.log})", results, removed)
+        if runner.stopping:
+            sig = runner.stop_signal or signal.SIGTERM
+            where = f"iteration {results[-1].iteration} {results[-1].step}" if results else "the run"
+            return RunOutcome(128 + sig, f"interrupted ({signal.Signals(sig).name}): stopped {where}; "
+                                         f"resume with: tierctl run {layout.root} --all", results, removed)
+        return RunOutcome(0, "", results, removed)
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        lock.release()

@@ -1,0 +1,257 @@
+"""The state of a campaign, derived from its directory and nothing else.
+
+There is no second record (no database, no state file) that could disagree with the directory:
+a step is `done` when its outputs are in place (SPEC section 5), and `running` / `failed` come from
+the iteration's events.jsonl together with the campaign lock:
+
+    prune    done <=> iter<N>/metrics.json exists (written last by the prune step)
+    finetune done <=> prune done and iter<N>/model/finetune.json exists (the ledger, written with the model)
+    eval     done <=> finetune done and metrics.json "ppl" is not null
+    otherwise, from the step's events: no start -> pending; last event `end` failed -> failed;
+    a start without an end -> running while the lock is held and this is the iteration's newest start,
+    else failed (the step was killed: the campaign is resumable from the files).
+
+A half-written file never counts: every writer renames a temporary file into place, and the state
+ignores temporary names. No torch, no pandas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tierctl.campaign.layout import CampaignLayout, holder_of
+from tierctl.core.events import STEPS, Event, read_events
+from tierctl.errors import BadInput
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+STATES = (PENDING, RUNNING, DONE, FAILED)
+
+# Columns of a schedule row that the prune of an iteration consumed (checked once it is done), and the
+# one the fine-tune consumed (checked once the fine-tune is done).
+PRUNE_COLUMNS = ("dense", "mid_2_4", "topk", "dense_to_2_4", "mid_2_4_to_topk")
+FINETUNE_COLUMNS = ("epochs",)
+TOLERANCE = 1e-9
+
+
+@dataclass
+class IterationStatus:
+    """One row of the schedule and what the directory says about it."""
+
+    iteration: int
+    steps: dict[str, str] = field(default_factory=lambda: {s: PENDING for s in STEPS})
+    composition: dict[str, float] | None = None
+    sparsity: float | None = None
+    ppl_pruned: float | None = None
+    ppl: float | None = None
+    per_layer: dict[str, dict[str, float]] | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # step -> last error, for failed steps
+    metrics: dict[str, Any] | None = None  # iter<N>/metrics.json as read (None before the prune is done)
+
+    @property
+    def complete(self) -> bool:
+        return all(self.steps[s] == DONE for s in STEPS)
+
+    @property
+    def next_step(self) -> str | None:
+        """The first step of this iteration that is not done (the one a resume starts with)."""
+        return next((s for s in STEPS if self.steps[s] != DONE), None)
+
+    @property
+    def running_step(self) -> str | None:
+        return next((s for s in STEPS if self.steps[s] == RUNNING), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The iteration object of SPEC section 7, exactly these keys."""
+        return {
+            "iteration": self.iteration,
+            "steps": dict(self.steps),
+            "composition": self.composition,
+            "sparsity": self.sparsity,
+            "ppl_pruned": self.ppl_pruned,
+            "ppl": self.ppl,
+        }
+
+
+@dataclass
+class CampaignStatus:
+    """Every iteration of the schedule, in order, and who holds the lock (None when nobody runs it)."""
+
+    name: str
+    iterations: list[IterationStatus]
+    holder: str | None = None
+
+    def iteration(self, n: int) -> IterationStatus:
+        if not 1 <= n <= len(self.iterations):
+            raise BadInput(f"--iter {n}: the schedule has iterations 1..{len(self.iterations)}")
+        return self.iterations[n - 1]
+
+    @property
+    def complete(self) -> bool:
+        return all(it.complete for it in self.iterations)
+
+    @property
+    def next(self) -> tuple[int, str] | None:
+        """(iteration, step) a resume of the whole campaign runs next, or None when all is done."""
+        for it in self.iterations:
+            step = it.next_step
+            if step is not None:
+                return it.iteration, step
+        return None
+
+    @property
+    def running(self) -> tuple[int, str] | None:
+        for it in self.iterations:
+            step = it.running_step
+            if step is not None:
+                return it.iteration, step
+        return None
+
+    def missing_before(self, n: int) -> tuple[int, str, str] | None:
+        """(iteration, step, state) of the first step before iteration `n` that is not done, or None.
+
+        Iteration N starts from iter<N-1>/model and tiers, so it needs every earlier iteration complete.
+        """
+        for it in self.iterations[: max(0, n - 1)]:
+            step = it.next_step
+            if step is not None:
+                return it.iteration, step, it.steps[step]
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """`tierctl status --json` (SPEC section 7)."""
+        return {"campaign": self.name, "iterations": [it.to_json() for it in self.iterations]}
+
+
+# --- reading the files ------------------------------------------------------------------------------
+
+
+def read_metrics(path: Path) -> dict[str, Any] | None:
+    """metrics.json as a dict, None when it does not exist; BadInput when it is not a JSON object."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise BadInput(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: not a JSON object")
+    return data
+
+
+def _number(v: Any) -> float | None:
+    """A finite float or None (metrics may hold null, NaN or a string by accident)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(float(v)) else None
+
+
+def _from_events(events: list[Event], step: str, lock_held: bool) -> tuple[str, str | None]:
+    """(state, error) of a step that is not done, from the iteration's events."""
+    mine = [e for e in events if e.step == step and e.event in ("start", "end")]
+    if not mine:
+        return PENDING, None
+    last = mine[-1]
+    if last.event == "end":
+        if last.get("status") == "ok":
+            # Ended ok but its outputs are not there (removed since, or the step wrote nothing): not done.
+            return PENDING, None
+        return FAILED, str(last.get("error") or "failed")
+    newest_start = max((i for i, e in enumerate(events) if e.event == "start"), default=-1)
+    if lock_held and events[newest_start] is last:
+        return RUNNING, None
+    return FAILED, "interrupted (no end event: the step was killed)"
+
+
+def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> IterationStatus:
+    """What iter<N>/ says about iteration N (every step pending when the directory does not exist)."""
+    it = IterationStatus(n)
+    metrics = read_metrics(layout.metrics(n))
+    done = {
+        "prune": metrics is not None,
+        "finetune": metrics is not None and (layout.model(n) / "finetune.json").is_file(),
+        "eval": False,
+    }
+    done["eval"] = done["finetune"] and metrics is not None and _number(metrics.get("ppl")) is not None
+    events = read_events(layout.events(n)) if layout.events(n).is_file() else []
+    for step in STEPS:
+        if done[step]:
+            it.steps[step] = DONE
+        else:
+            it.steps[step], err = _from_events(events, step, lock_held)
+            if err is not None and it.steps[step] == FAILED:
+                it.errors[step] = err
+    if metrics is not None:
+        it.metrics = metrics
+        comp = metrics.get("composition")
+        if isinstance(comp, dict):
+            it.composition = {k: float(v) for k, v in comp.items() if _number(v) is not None}
+        it.sparsity = _number(metrics.get("sparsity"))
+        it.ppl_pruned = _number(metrics.get("ppl_pruned"))
+        it.ppl = _number(metrics.get("ppl")) if done["eval"] else None
+        per_layer = metrics.get("per_layer")
+        it.per_layer = per_layer if isinstance(per_layer, dict) else None
+    return it
+
+
+def campaign_status(layout: CampaignLayout, schedule: Any | None = None, check: bool = True) -> CampaignStatus:
+    """The status of every iteration of the schedule.
+
+    `schedule` defaults to the campaign's schedule.csv (BadInput when it is missing or invalid).
+    `check` also refuses a schedule that contradicts iterations that already ran (check_history).
+    """
+    if schedule is None:
+        schedule = load_campaign_schedule(layout)
+    holder = holder_of(layout.lock)
+    its = [iteration_status(layout, n, holder is not None) for n in range(1, len(schedule) + 1)]
+    status = CampaignStatus(layout.name, its, holder)
+    if check:
+        check_history(layout, schedule, status)
+    return status
+
+
+def load_campaign_schedule(layout: CampaignLayout) -> Any:
+    """The campaign's schedule.csv, parsed and validated (BadInput naming row and column otherwise)."""
+    from tierctl.core.schedule import load_schedule
+
+    if not layout.schedule.is_file():
+        raise BadInput(f"{layout.schedule}: no such file")
+    return load_schedule(layout.schedule)
+
+
+def check_history(layout: CampaignLayout, schedule: Any, status: CampaignStatus) -> None:
+    """Refuse a schedule edited so that it contradicts iterations that already ran.
+
+    A done prune recorded its schedule row in metrics.json (`schedule_row`): the tier columns of that
+    row must still match, and `epochs` too once the fine-tune is done. An iteration that ran beyond the
+    end of the schedule is a contradiction as well (its row was deleted).
+    """
+    for it in status.iterations:
+        recorded = (it.metrics or {}).get("schedule_row")
+        if not isinstance(recorded, dict):
+            continue
+        row = schedule.row(it.iteration)
+        columns = PRUNE_COLUMNS + (FINETUNE_COLUMNS if it.steps["finetune"] == DONE else ())
+        for col in columns:
+            was, now = _number(recorded.get(col)), _number(getattr(row, col, None))
+            if was is None or now is None:
+                continue
+            if abs(was - now) > TOLERANCE:
+                raise BadInput(
+                    f"{layout.schedule}: iteration {it.iteration} column {col} is {now:g} but iteration "
+                    f"{it.iteration} already ran with {was:g} (restore it, or redo: tierctl run "
+                    f"{layout.root} --iter {it.iteration} --force)"
+                )
+    for n in layout.iterations_on_disk():
+        if n > len(schedule) and layout.metrics(n).is_file():
+            raise BadInput(
+                f"{layout.schedule}: has iterations 1..{len(schedule)} but iteration {n} already ran "
+                f"({layout.iter_dir(n)}): restore its row or remove that directory"
+            )
