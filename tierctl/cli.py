@@ -35,8 +35,13 @@ def fail(err: TierctlError) -> typer.Exit:
 
 # === schedule ===
 
+from typing import TYPE_CHECKING  # noqa: E402
 
-def _schedule_and_tiers(file: str, block_size: int | None, k: int | None) -> tuple[object, str, int, int]:
+if TYPE_CHECKING:
+    from tierctl.core.schedule import Schedule
+
+
+def _schedule_and_tiers(file: str, block_size: int | None, k: int | None) -> tuple[Schedule, str, int, int]:
     """(schedule, its path, block size, k) for a schedule file or a campaign directory.
 
     A campaign directory lends its schedule.csv and the block size and k of its campaign.toml, so the
@@ -95,7 +100,7 @@ def schedule_show(
 
     try:
         schedule, path, b, kk = _schedule_and_tiers(file, block_size, k)
-        table = schedule_table(schedule, b, kk, title=path)  # type: ignore[arg-type]
+        table = schedule_table(schedule, b, kk, title=path)
     except TierctlError as e:
         raise fail(e) from None
     Console(highlight=False).print(table)
