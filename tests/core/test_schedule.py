@@ -321,3 +321,10 @@ def test_any_valid_schedule_round_trips_and_projects_within_bounds(table):
     for r, p in zip(s, project(s), strict=True):
         assert math.isclose(r.dense + r.mid_2_4 + r.topk, 1.0, abs_tol=1e-9)
         assert 0.0 <= p["sparsity"] <= 1.0
+
+
+def test_to_frame_holds_every_column():
+    frame = parse_schedule(SEED_SCHEDULE_CSV).to_frame()
+    assert list(frame.columns) == H.strip().split(",")
+    assert frame["epochs"].tolist() == [2, 2, 2, 2, 3]
+    assert frame["mid_2_4_to_topk"].tolist() == [0.0, 0.1, 0.05, 0.05, 0.0]
