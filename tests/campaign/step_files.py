@@ -44,8 +44,9 @@ def prune_done(layout: CampaignLayout, n: int, comp: dict[str, float] | None = N
 
 def finetune_done(layout: CampaignLayout, n: int) -> None:
     event(layout, n, "finetune", "start")
-    (layout.model(n) / "finetune.json").write_text(json.dumps({"epochs": 2, "final_loss": 3.0}))
-    _merge(layout, n, mask_violations=0)
+    ledger = {"epochs": 2, "final_loss": 3.0, "mask_violations": 0}
+    (layout.model(n) / "finetune.json").write_text(json.dumps(ledger))
+    _merge(layout, n, mask_violations=0, finetune=ledger)
     event(layout, n, "finetune", "end", status="ok")
 
 

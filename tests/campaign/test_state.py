@@ -63,6 +63,14 @@ def test_a_fine_tune_ledger_without_a_done_prune_is_not_a_done_fine_tune(tmp_pat
     assert steps(campaign_status(layout), 1) == {"prune": "pending", "finetune": "pending", "eval": "pending"}
 
 
+def test_a_fine_tune_whose_ledger_is_not_merged_yet_is_not_done(tmp_path):
+    layout = make_campaign(tmp_path)
+    prune_done(layout, 1)
+    event(layout, 1, "finetune", "start")  # killed between the model swap and the metrics merge
+    (layout.model(1) / "finetune.json").write_text('{"epochs": 2}')
+    assert steps(campaign_status(layout), 1)["finetune"] == "failed"
+
+
 def test_a_start_without_end_is_failed_when_no_process_holds_the_lock(tmp_path):
     layout = make_campaign(tmp_path)
     prune_done(layout, 1)

@@ -5,7 +5,8 @@ a step is `done` when its outputs are in place (SPEC section 5), and `running` /
 the iteration's events.jsonl together with the campaign lock:
 
     prune    done <=> iter<N>/metrics.json exists (written last by the prune step)
-    finetune done <=> prune done and iter<N>/model/finetune.json exists (the ledger, written with the model)
+    finetune done <=> prune done, iter<N>/model/finetune.json exists (the ledger, written with the model)
+                      and the ledger is merged into metrics.json ("finetune"; a rerun of the step merges it)
     eval     done <=> finetune done and metrics.json "ppl" is not null
     otherwise, from the step's events: no start -> pending; last event `end` failed -> failed;
     a start without an end -> running while the lock is held and this is the iteration's newest start,
@@ -176,7 +177,8 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
     metrics = read_metrics(layout.metrics(n))
     done = {
         "prune": metrics is not None,
-        "finetune": metrics is not None and (layout.model(n) / "finetune.json").is_file(),
+        "finetune": metrics is not None and (layout.model(n) / "finetune.json").is_file()
+        and isinstance(metrics.get("finetune"), dict),
         "eval": False,
     }
     done["eval"] = done["finetune"] and metrics is not None and _number(metrics.get("ppl")) is not None
