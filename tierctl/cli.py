@@ -181,7 +181,6 @@ def run(
             from tierctl.live import LiveView
 
             with LiveView(layout, console) as view:
-                view.on_step(0, "", None)
                 outcome = run_campaign(layout, request, launcher, nproc, on_event=view.on_event,
                                        on_step=view.on_step, grace=grace)
     except TierctlError as e:

@@ -142,9 +142,12 @@ class LiveView:
         self.layout = layout
         self.console = console
         self.model = LiveModel()
-        self.status = status
         self._lock = threading.Lock()
+        self.status = status
+        if status is None:
+            self.refresh_status()
         self._live: Live | None = None
+        self.renders = 0  # how often the panels were drawn (coalescing: far fewer than events)
 
     # ---- fed by the runner (its thread) ----
 
@@ -155,8 +158,11 @@ class LiveView:
             self.model.apply([event])
 
     def on_step(self, iteration: int, step: str, result: StepResult | None) -> None:
-        if result is None:
-            return
+        """At the end of each step the files changed: re-read the iterations table."""
+        if result is not None:
+            self.refresh_status()
+
+    def refresh_status(self) -> None:
         try:
             status = campaign_status(self.layout, check=False)
         except Exception:  # noqa: BLE001  (a display refresh must never end the run)
@@ -168,6 +174,7 @@ class LiveView:
 
     def render(self) -> RenderableType:
         with self._lock:
+            self.renders += 1
             return self._render()
 
     def _render(self) -> RenderableType:

@@ -117,3 +117,78 @@ def test_leftovers_of_killed_writes_are_removed_when_a_run_starts(tmp_path):
     (layout.iter_dir(1) / ".tmp-model.abc").mkdir()
     assert invoke(str(layout.root), "--iter", "1").exit_code == 0
     assert not any(p.name.startswith(".tmp-") for p in layout.root.rglob("*"))
+
+
+# --- the live panels (tierctl.live), fed with events as the runner delivers them -------------------
+
+
+def _events(n: int = 1) -> list:
+    from tierctl.core.events import Event
+
+    t = 1000.0
+    out = [Event(t, n, "prune", "start")]
+    for layer in range(2):
+        for kind, (d, s, k) in (("self_attn.q_proj", (0.9, 0.1, 0.0)), ("mlp.down_proj", (0.8, 0.2, 0.0))):
+            out.append(Event(t, n, "prune", "layer", {"name": f"model.layers.{layer}.{kind}", "dense": d, "semi": s,
+                                                      "topk": k, "sparsity": s / 2}))
+        out.append(Event(t, n, "prune", "progress", {"done": layer + 1, "total": 2, "unit": "layers"}))
+    out += [Event(t + 5, n, "prune", "metric", {"name": "ppl_pruned", "value": 41.0}),
+            Event(t + 5, n, "prune", "end", {"status": "ok"}),
+            Event(t + 6, n, "finetune", "start")]
+    for step, loss in enumerate([4.0, 3.5, 3.2, 3.0]):
+        out += [Event(t + 7 + step, n, "finetune", "metric", {"name": "loss", "value": loss}),
+                Event(t + 7 + step, n, "finetune", "progress", {"done": step + 1, "total": 8, "unit": "steps"})]
+    return out
+
+
+def _text(view) -> str:
+    import io
+
+    from rich.console import Console
+
+    out = Console(file=io.StringIO(), width=100, color_system=None, record=True)
+    out.print(view.render())
+    return out.export_text()
+
+
+def test_live_panels_show_the_running_step_layers_loss_and_iterations(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from tierctl.live import LiveView
+
+    layout = make_campaign(tmp_path)
+    iteration_done(layout, 1)
+    view = LiveView(layout, Console(file=io.StringIO(), width=100, height=60))
+    view.on_step(1, "prune", None)
+    for e in _events(n=2):
+        view.on_event(e, e.to_json())
+    text = _text(view)
+    assert "camp — iteration 2" in text
+    assert "✓ done prune" in text and "▶ running finetune" in text and "4/8 steps" in text
+    assert "tiers per layer" in text and "layer" in text and "q" in text and "down" in text
+    assert "loss 3.0000" in text and "min 3.0000" in text
+    iterations = text[text.index("iterations"):]
+    row2 = next(line for line in iterations.splitlines() if line.lstrip("│ ").startswith("2 "))
+    assert "✓ done" in row2 and "▶ running" in row2  # nothing of iteration 2 is on disk: the events say so
+
+
+def test_live_panels_redraw_at_their_own_pace_not_per_event(tmp_path):
+    import io
+    import time
+
+    from rich.console import Console
+
+    from tierctl.live import REFRESH_HZ, LiveView
+
+    layout = make_campaign(tmp_path)
+    console = Console(file=io.StringIO(), width=100, height=60, force_terminal=True)
+    events = _events() * 250  # 5000+ events
+    t0 = time.monotonic()
+    with LiveView(layout, console) as view:
+        for e in events:
+            view.on_event(e, "")
+    elapsed = time.monotonic() - t0
+    assert view.model.events_applied == len(events)
+    assert view.renders <= 3 + elapsed * REFRESH_HZ * 2

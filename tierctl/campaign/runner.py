@@ -268,7 +268,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
     so a refused run creates nothing; then, under the lock, the status is read again (another runner
     may have finished meanwhile), leftovers of killed writes are removed, --force deletes what it
     redoes, and the steps run one by one. A failed step ends the run (exit 1); SIGINT / SIGTERM stop
-    the running step's process groups and end the run with 130 / 143, leaving it resumable.
+    the running step's process groups and end the run with 128 + the signal (130 / 143 / 129), leaving it
+    resumable.
     """
     config = load_config(layout.config)
     schedule = load_campaign_schedule(layout)
@@ -282,7 +283,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
                         on_event, grace)
     old_handlers = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
             old_handlers[sig] = signal.signal(sig, lambda signum, frame: runner.stop(signum))
     try:
         status = campaign_status(layout, schedule)
