@@ -19,6 +19,7 @@ from tierctl.render import (
     composition_bar,
     composition_legend,
     downsample,
+    iteration_state,
     iterations_table,
     layer_composition_table,
     matrix_sort_key,
@@ -210,22 +211,64 @@ def test_diff_grid_refuses_maps_of_different_shapes() -> None:
 # --- tables and charts ----------------------------------------------------------------------------
 
 
-def test_iterations_table_shows_steps_composition_sparsity_and_both_perplexities() -> None:
-    its = [
-        NS(iteration=1, steps={"prune": "done", "finetune": "done", "eval": "done"},
-           composition={"dense": 0.9, "semi": 0.1, "topk": 0.0}, sparsity=0.05, ppl_pruned=41.234, ppl=30.5),
-        NS(iteration=2, steps={"prune": "done", "finetune": "running", "eval": "pending"},
-           composition={"dense": 0.8, "semi": 0.1, "topk": 0.1}, sparsity=0.1461, ppl_pruned=80.0, ppl=None),
-        NS(iteration=3, steps={"prune": "failed", "finetune": "pending", "eval": "pending"},
-           composition=None, sparsity=None, ppl_pruned=None, ppl=None),
+ITERATIONS = [
+    NS(iteration=1, steps={"prune": "done", "finetune": "done", "eval": "done"},
+       composition={"dense": 0.9, "semi": 0.1, "topk": 0.0}, sparsity=0.05, ppl_pruned=41.234, ppl=30.5),
+    NS(iteration=2, steps={"prune": "done", "finetune": "running", "eval": "pending"},
+       composition={"dense": 0.8, "semi": 0.1, "topk": 0.1}, sparsity=0.1461, ppl_pruned=80.0, ppl=None),
+    NS(iteration=3, steps={"prune": "failed", "finetune": "pending", "eval": "pending"},
+       composition=None, sparsity=None, ppl_pruned=None, ppl=None),
+]
+
+
+def lines(renderable: object, width: int) -> list[str]:
+    """Rendered lines without trailing blanks (table padding), so expectations stay visible in the source."""
+    return [line.rstrip() for line in render(renderable, width).splitlines()]
+
+
+def test_wide_iterations_table_has_a_column_per_step_composition_sparsity_and_both_perplexities() -> None:
+    assert lines(iterations_table(NS(iterations=ITERATIONS), bar_width=10), 100) == [
+        "iter  prune     finetune   eval       dense/2:4/top-k %    sparsity  ppl pruned    ppl",
+        "─" * 86,
+        "   1  ✓ done    ✓ done     ✓ done     █████████▒ 90/10/0       5.0%       41.23  30.50",
+        "   2  ✓ done    ▶ running  · pending  ████████▒░ 80/10/10     14.6%       80.00      -",
+        "   3  ✗ failed  · pending  · pending  ·········· -                -           -      -",
     ]
-    assert render(iterations_table(NS(iterations=its), bar_width=10), width=100) == (
-        "iter ┃ prune    ┃ finetune  ┃ eval      ┃ dense/2:4/top-k %   ┃ sparsity ┃ ppl pruned ┃   ppl\n"
-        "━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━\n"
-        "   1 │ ✓ done   │ ✓ done    │ ✓ done    │ █████████▒ 90/10/0  │     5.0% │      41.23 │ 30.50\n"
-        "   2 │ ✓ done   │ ▶ running │ · pending │ ████████▒░ 80/10/10 │    14.6% │      80.00 │     -\n"
-        "   3 │ ✗ failed │ · pending │ · pending │ ·········· -        │        - │          - │     -\n"
-    )
+
+
+def test_iterations_table_at_80_columns_sums_the_steps_up_in_one_column() -> None:
+    assert lines(iterations_table(ITERATIONS), 80) == [
+        "iter  steps       dense/2:4/top-k %          sparsity  ppl pruned    ppl",
+        "─" * 72,
+        "   1  ✓ done      ██████████████▒▒ 90/10/0       5.0%       41.23  30.50",
+        "   2  ▶ finetune  █████████████▒▒░ 80/10/10     14.6%       80.00      -",
+        "   3  ✗ prune     ················ -                -           -      -",
+    ]
+
+
+def test_iterations_table_at_60_columns_keeps_every_number() -> None:
+    assert lines(iterations_table(ITERATIONS), 60) == [
+        "iter  steps       D/2:4/T %        sparse  pruned    ppl",
+        "─" * 56,
+        "   1  ✓ done      █████▒ 90/10/0     5.0%   41.23  30.50",
+        "   2  ▶ finetune  █████▒ 80/10/10   14.6%   80.00      -",
+        "   3  ✗ prune     ······ -              -       -      -",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("steps", "text", "style"),
+    [
+        (("done", "done", "done"), "✓ done", "green"),
+        (("done", "done", "pending"), "✓ finetune", "yellow"),
+        (("done", "running", "pending"), "▶ finetune", "bold yellow"),
+        (("done", "failed", "pending"), "✗ finetune", "bold red"),
+        (("pending", "pending", "pending"), "· pending", "dim"),
+    ],
+)
+def test_iteration_state_names_the_step_that_matters(steps: tuple[str, ...], text: str, style: str) -> None:
+    cell = iteration_state(dict(zip(("prune", "finetune", "eval"), steps, strict=True)))
+    assert (cell.plain, str(cell.style)) == (text, style)
 
 
 def test_transition_stats_count_moves_agreement_and_promotions() -> None:
@@ -236,17 +279,27 @@ def test_transition_stats_count_moves_agreement_and_promotions() -> None:
 def test_transitions_table_flags_promotions_in_red_and_sums_a_total() -> None:
     rows = {"l0.q": [[5, 2, 1], [0, 3, 2], [0, 0, 4]], "l0.k": [[1, 0, 0], [1, 0, 0], [0, 0, 0]]}
     table = transitions_table(rows)
-    assert render(table, width=100) == (
-        "matrix ┃ D=D ┃ D→S ┃ D→T ┃ S=S ┃ S→T ┃ T=T ┃ promoted ┃ moved ┃ agree\n"
-        "━━━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━╇━━━━━━━━━━╇━━━━━━━╇━━━━━━\n"
-        "l0.q   │   5 │   2 │   1 │   3 │   2 │   4 │        0 │     5 │ 70.6%\n"
-        "l0.k   │   1 │   0 │   0 │   0 │   0 │   0 │        1 │     1 │ 50.0%\n"
-        "───────┼─────┼─────┼─────┼─────┼─────┼─────┼──────────┼───────┼──────\n"
-        "total  │   6 │   2 │   1 │   3 │   2 │   4 │        1 │     6 │ 68.4%\n"
-    )
+    assert lines(table, 100) == [
+        "matrix  D=D  D→S  D→T  S=S  S→T  T=T  promoted  moved   agree",
+        "─" * 61,
+        "l0.q      5    2    1    3    2    4         0      5   70.6%",
+        "l0.k      1    0    0    0    0    0         1      1   50.0%",
+        "",
+        "total     6    2    1    3    2    4         1      6   68.4%",
+    ]
     segs = segments(table, width=100)
     red = {s.text.strip() for s in segs if s.style and s.style.color and s.style.color.name == "red"}
     assert red == {"l0.k", "1", "total"}
+
+
+def test_transitions_table_folds_long_names_and_keeps_every_count_whole() -> None:
+    rows = {"model.layers.0.self_attn.q_proj": [[10, 4, 0], [0, 0, 2], [0, 0, 0]]}
+    assert lines(transitions_table(rows), 80) == [
+        "matrix                     D=D  D→S  D→T  S=S  S→T  T=T  promoted  moved   agree",
+        "─" * 80,
+        "model.layers.0.self_attn.   10    4    0    0    2    0         0      6   62.5%",
+        "q_proj",
+    ]
 
 
 def test_sparkline_scales_from_lowest_to_highest_value() -> None:

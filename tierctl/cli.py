@@ -338,6 +338,67 @@ def show(
     console.print(layer_composition_table(per_matrix, title="composition of every matrix"))
 
 
+def _common_prefix(names: list[str]) -> str:
+    """`model.layers.` for names all under it: cut at a dot, so what is left still reads `3.mlp.down_proj`."""
+    import os
+
+    if len(names) < 2:
+        return ""
+    common = os.path.commonprefix(names)
+    return common[: common.rfind(".") + 1]
+
+
+@app.command()
+def diff(
+    a: str = typer.Argument(..., metavar="A", help="CAMPAIGN@N, CAMPAIGN (latest iteration) or a tier-map file."),
+    b: str = typer.Argument(..., metavar="B", help="The same kinds of thing, compared against A."),
+    layer: str = typer.Option(None, "--layer", help="Only matrices whose name matches this glob."),
+    as_json: bool = typer.Option(False, "--json", help="Print the transitions as JSON (SPEC section 7)."),
+) -> None:
+    """Which blocks changed tier from A to B: per matrix, by matrix kind and by depth."""
+    import json
+
+    from rich.console import Console
+
+    from tierctl.core.diff import diff_tier_maps
+    from tierctl.core.tiermap_io import load_tier_maps_numpy
+    from tierctl.render import tier_map_diff_grid, transitions_table
+
+    try:
+        (path_a, label_a), (path_b, label_b) = _tier_source(a), _tier_source(b)
+        maps_a, meta_a = load_tier_maps_numpy(path_a)
+        maps_b, meta_b = load_tier_maps_numpy(path_b)
+        result = diff_tier_maps(maps_a, maps_b, layer, meta_a, meta_b, label_a, label_b)
+    except TierctlError as e:
+        raise fail(e) from None
+    if as_json:
+        print(json.dumps({"layers": {n: {"transitions": m.counts.tolist()} for n, m in result.matrices.items()},
+                          "total": {"transitions": result.total.counts.tolist()}}))
+        return
+    console = Console(highlight=False)
+    console.print(f"A = {label_a}   B = {label_b}   ({len(result.matrices)} matrices)", soft_wrap=True, markup=False)
+    prefix = _common_prefix(list(result.matrices))
+    console.print(transitions_table({n[len(prefix):]: m.counts for n, m in result.matrices.items()},
+                                    title=f"per matrix ({prefix}*)" if prefix else "per matrix"))
+    console.print(transitions_table({k: t.counts for k, t in result.by_kind().items()}, label="kind",
+                                    title="by matrix kind"))
+    console.print(transitions_table({("-" if d is None else str(d)): t.counts for d, t in result.by_depth().items()},
+                                    label="layer", title="by depth (decoder layer)"))
+    total = result.total
+    console.print(f"blocks moved: {total.moved} of {total.blocks} ({100 * total.moved / max(1, total.blocks):.1f}%), "
+                  f"agreement {100 * total.agreement:.1f}%")
+    if total.promotions:
+        n_bad = len(result.promoted)
+        console.print(f"[bold red]{total.promotions} blocks promoted (denser in B than in A) in {n_bad} "
+                      f"{'matrix' if n_bad == 1 else 'matrices'}: impossible from an earlier to a later iteration "
+                      "of one campaign. Are A and B swapped, or from different campaigns?[/]")
+    if len(result.matrices) == 1:
+        name = next(iter(result.matrices))
+        mono = console.no_color or console.color_system is None
+        console.print(tier_map_diff_grid(maps_a[name], maps_b[name], max_width=console.width, title=name,
+                                         glyphs=mono))
+
+
 @app.command()
 def report(
     campaigns: list[str] = typer.Argument(..., metavar="CAMPAIGN...", help="Campaign directories or names."),

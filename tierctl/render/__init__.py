@@ -37,7 +37,14 @@ from tierctl.render.grids import (
     tier_map_diff_grid,
     tier_map_grid,
 )
-from tierctl.render.tables import iterations_table, step_state, transition_stats, transitions_table
+from tierctl.render.tables import (
+    IterationsTable,
+    iteration_state,
+    iterations_table,
+    step_state,
+    transition_stats,
+    transitions_table,
+)
 
 __all__ = [
     "DIFF_COLORS",
@@ -52,6 +59,8 @@ __all__ = [
     "composition_legend",
     "composition_percent",
     "downsample",
+    "IterationsTable",
+    "iteration_state",
     "iterations_table",
     "layer_composition_table",
     "map_composition",

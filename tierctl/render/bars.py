@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from rich.table import Table
 from rich.text import Text
+
+from tierctl.core.diff import matrix_depth, matrix_kind
 
 TIER_NAMES = ("dense", "2:4", "top-k")
 # Chosen to stay green / yellow / red when Rich downgrades them to 256 or 16 colours.
@@ -89,15 +90,12 @@ def map_composition(tier_map: np.ndarray) -> dict[str, float]:
 
 # --- names of prunable matrices ---------------------------------------------------------------------
 
-_LAYER_RE = re.compile(r"^(?:.*?\.)?(\d+)\.(.+)$")
-
-
 def split_matrix_name(name: str) -> tuple[int | None, str]:
-    """("model.layers.3.mlp.down_proj") -> (3, "down"): decoder layer index and short matrix kind."""
-    m = _LAYER_RE.match(name)
-    layer = int(m.group(1)) if m else None
-    kind = name.rsplit(".", 1)[-1]
-    return layer, kind.removesuffix("_proj")
+    """("model.layers.3.mlp.down_proj") -> (3, "down"): decoder layer index and short matrix kind.
+
+    The parsing is core.diff's (matrix_depth, matrix_kind), so tables and diff summaries group alike.
+    """
+    return matrix_depth(name), matrix_kind(name)
 
 
 # Matrix kinds in the order a decoder layer applies them (Llama/Mistral/Qwen2, then OPT/GPT-style names).

@@ -6,6 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -24,32 +27,74 @@ def _num(v: Any, fmt: str) -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def iterations_table(status: Any, bar_width: int = 16, title: str | None = None) -> Table:
+STEPS = ("prune", "finetune", "eval")
+WIDE = 96  # widths from which the iterations table has one column per step
+
+
+def iteration_state(steps: Mapping[str, str]) -> Text:
+    """The state of a whole iteration in one cell: `✓ done`, `▶ finetune` (running), `✗ eval` (failed),
+    `✓ prune` (done up to that step, the rest pending) or `· pending`."""
+    states = [steps.get(s, "pending") for s in STEPS]
+    for state in ("failed", "running"):
+        if state in states:
+            return Text(f"{STEP_MARKS[state]} {STEPS[states.index(state)]}", style=STEP_STYLES[state])
+    if all(s == "done" for s in states):
+        return step_state("done")
+    done = [step for step, s in zip(STEPS, states, strict=True) if s == "done"]
+    return Text(f"✓ {done[-1]}", style="yellow") if done else step_state("pending")
+
+
+class IterationsTable:
     """One row per iteration: step states, composition bar (dense/2:4/top-k %), sparsity, ppl before/after.
 
-    `status` is a CampaignStatus or a list of IterationStatus-like objects (attributes `iteration`,
-    `steps`, `composition`, `sparsity`, `ppl_pruned`, `ppl`).
+    Fits the width it gets: from WIDE columns on, one column per step; narrower, one `steps` column
+    (iteration_state), a shorter bar and, below 66 columns, shorter headers (`pruned` is the ppl after
+    prune), so it reads at 80 columns and in a dashboard panel down to 60.
     """
-    table = Table(title=title, show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column("iter", justify="right")
-    for step in ("prune", "finetune", "eval"):
-        table.add_column(step, no_wrap=True)
-    table.add_column("dense/2:4/top-k %", no_wrap=True)
-    table.add_column("sparsity", justify="right")
-    table.add_column("ppl pruned", justify="right")
-    table.add_column("ppl", justify="right")
-    for it in getattr(status, "iterations", status):
-        bar = comp_bar(it.composition, bar_width)
-        bar.append(f" {composition_percent(it.composition)}")
-        table.add_row(
-            str(it.iteration),
-            *[step_state(it.steps.get(s, "pending")) for s in ("prune", "finetune", "eval")],
-            bar,
-            _num(None if it.sparsity is None else 100 * it.sparsity, "{:.1f}%"),
-            _num(it.ppl_pruned, "{:.2f}"),
-            _num(it.ppl, "{:.2f}"),
-        )
-    return table
+
+    def __init__(self, status: Any, bar_width: int | None = None, title: str | None = None) -> None:
+        self.iterations = list(getattr(status, "iterations", status))
+        self.bar_width, self.title = bar_width, title
+
+    def table(self, width: int) -> Table:
+        wide = width >= WIDE
+        bar_width = self.bar_width or (16 if wide else max(6, min(16, width - 58)))
+        table = Table(title=self.title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+                      header_style="bold")
+        tight = width < 66  # shorter headers, so that every number still shows in a narrow panel
+        table.add_column("iter", justify="right", no_wrap=True)
+        for step in STEPS if wide else ("steps",):
+            table.add_column(step, no_wrap=True)
+        table.add_column("D/2:4/T %" if tight else "dense/2:4/top-k %", no_wrap=True)
+        table.add_column("sparse" if tight else "sparsity", justify="right", no_wrap=True)
+        table.add_column("pruned" if tight else "ppl pruned", justify="right", no_wrap=True)
+        table.add_column("ppl", justify="right", no_wrap=True)
+        for it in self.iterations:
+            bar = comp_bar(it.composition, bar_width)
+            bar.append(f" {composition_percent(it.composition)}")
+            steps = [step_state(it.steps.get(s, "pending")) for s in STEPS] if wide else [iteration_state(it.steps)]
+            table.add_row(
+                str(it.iteration),
+                *steps,
+                bar,
+                _num(None if it.sparsity is None else 100 * it.sparsity, "{:.1f}%"),
+                _num(it.ppl_pruned, "{:.2f}"),
+                _num(it.ppl, "{:.2f}"),
+            )
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.table(options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.table(options.max_width))
+
+
+def iterations_table(status: Any, bar_width: int | None = None, title: str | None = None) -> IterationsTable:
+    """The iterations of a campaign (see IterationsTable). `status` is a CampaignStatus or a list of
+    IterationStatus-like objects (attributes `iteration`, `steps`, `composition`, `sparsity`,
+    `ppl_pruned`, `ppl`); `bar_width` fixes the bar, else it follows the width."""
+    return IterationsTable(status, bar_width, title)
 
 
 # Columns of a transition row: (label, i, j) of M[i][j]; promotions are summed into one column.
@@ -80,12 +125,13 @@ def transitions_table(rows: Mapping[str, Any], label: str = "matrix", title: str
     Columns: blocks that stayed (D=D, S=S, T=T) and moved down (D→S, D→T, S→T), promoted (any move
     up, bold red when non-zero), moved, agreement. A total row sums all rows.
     """
-    table = Table(title=title, show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column(label, no_wrap=True)
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+                  header_style="bold")
+    table.add_column(label, overflow="fold")  # long names fold; the counts never shrink
     for head, _, _ in TRANSITION_COLUMNS:
-        table.add_column(head, justify="right")
+        table.add_column(head, justify="right", no_wrap=True, min_width=len(head))
     for head in ("promoted", "moved", "agree"):
-        table.add_column(head, justify="right")
+        table.add_column(head, justify="right", no_wrap=True, min_width=max(len(head), 6 if head == "agree" else 0))
 
     def add(name: str, m: np.ndarray, style: str = "") -> None:
         st = transition_stats(m)
