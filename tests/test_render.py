@@ -329,3 +329,11 @@ def test_line_chart_places_markers_joins_them_and_labels_the_axes() -> None:
 
 def test_line_chart_without_points_says_so() -> None:
     assert render(LineChart({"ppl": [None, None]}, title="ppl")) == "ppl\nno data yet\n"
+
+
+def test_a_matrix_smaller_than_one_block_draws_an_empty_grid() -> None:
+    empty = np.zeros((0, 4), dtype=np.uint8)
+    assert render(tier_map_grid(empty, title="tiny", glyphs=True)) == (
+        "tiny  0x4 blocks\n1 character = 1 block\n█ dense 0.0%  ▒ 2:4 0.0%  ░ top-k 0.0%  (0 blocks)\n"
+    )
+    assert "promoted 0" in render(tier_map_diff_grid(empty, empty), width=100)

@@ -76,9 +76,11 @@ def test_every_figure_is_a_valid_png_that_matplotlib_and_pil_read(two_campaign_r
 
 def test_the_page_references_each_figure_and_nothing_else(two_campaign_report) -> None:
     out, _ = two_campaign_report
-    page = Page((out / "index.html").read_text(encoding="utf-8"))
+    text = (out / "index.html").read_text(encoding="utf-8")
+    page = Page(text)
     assert sorted(page.images) == sorted(p.name for p in out.glob("*.png"))
-    assert all((out / src).is_file() for src in page.images)  # relative: readable offline, no network
+    assert all((out / src).is_file() for src in page.images)  # relative paths: readable offline
+    assert "http:" not in text and "https:" not in text and "<script" not in text
     assert page.headings == ["Perplexity", "progressive", "steep"]
 
 
