@@ -131,8 +131,9 @@ def ppl_figure(campaigns: list[CampaignData], x: str = "iteration") -> Any:
     for i, c in enumerate(campaigns):
         color = f"C{i % 10}"  # matplotlib's default cycle: one colour per campaign in both ppl figures
         for attr, style, label in (("ppl_pruned", "--", "after prune"), ("ppl", "-", "after fine-tune")):
-            pts = [(it.iteration if x == "iteration" else 100 * (it.sparsity or 0.0), getattr(it, attr))
-                   for it in c.iterations if getattr(it, attr) is not None and (x == "iteration" or it.sparsity)]
+            pts = [(it.iteration if x == "iteration" else 100 * it.sparsity, getattr(it, attr))
+                   for it in c.iterations
+                   if getattr(it, attr) is not None and (x == "iteration" or it.sparsity is not None)]
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, style, marker="o", color=color, label=f"{c.name}: {label}",
