@@ -153,9 +153,10 @@ def layer_output(result: Any) -> torch.Tensor:
         return result
     if isinstance(result, (tuple, list)) and result and isinstance(result[0], torch.Tensor):
         return result[0]
-    hidden = getattr(result, "hidden_states", None) or getattr(result, "last_hidden_state", None)
-    if isinstance(hidden, torch.Tensor):
-        return hidden
+    for attr in ("hidden_states", "last_hidden_state"):  # a ModelOutput-style return
+        hidden = getattr(result, attr, None)
+        if isinstance(hidden, torch.Tensor):
+            return hidden
     raise TypeError(f"decoder layer returned {type(result).__name__}; expected a tensor or a tuple of tensors")
 
 
