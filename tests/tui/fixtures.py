@@ -114,15 +114,53 @@ def demo_campaign(base: Path, name: str = "demo") -> CampaignLayout:
             ev("finetune", "end", status="ok")
             model = layout.model(1)
             model.mkdir(parents=True, exist_ok=True)
-            (model / "finetune.json").write_text(json.dumps({"epochs": 2, "steps": 16, "final_loss": 2.6}))
+            ledger = {"epochs": 2, "steps": 16, "final_loss": 2.6, "mask_violations": 0}
+            (model / "finetune.json").write_text(json.dumps(ledger))
             ev("eval", "start")
             ev("eval", "progress", done=4, total=4, unit="windows")
             ev("eval", "metric", name="ppl", value=ppl[1][1])
             ev("eval", "end", status="ok")
             metrics = json.loads(layout.metrics(1).read_text())
-            metrics.update(ppl=ppl[1][1], mask_violations=0)
+            metrics.update(ppl=ppl[1][1], mask_violations=0, finetune=ledger)
             layout.metrics(1).write_text(json.dumps(metrics, indent=1), encoding="utf-8")
         else:
             write_finetune(ev, 24, 40, 3.1)  # killed here: no end event
         ev.close()
     return layout
+
+
+def recorded_stream(iteration: int, total: int = 100_000, t0: float = T0 + 50_000) -> list[str]:
+    """`total` event lines of one whole iteration at a high rate, as a fast step would write them:
+    a prune of 30 layers x 7 matrices, a fine-tune reporting loss and progress every step (the bulk),
+    an eval. The last events are the fine-tune's end, the eval's and its ppl."""
+    out: list[str] = []
+    t = t0
+
+    def ev(step: str, event: str, **data: object) -> None:
+        nonlocal t
+        t += 0.001
+        out.append(json.dumps({"t": round(t, 3), "iter": iteration, "step": step, "event": event, **data}))
+
+    ev("prune", "start")
+    for layer in range(30):
+        for kind, _ in KINDS:
+            ev("prune", "layer", name=f"model.layers.{layer}.{kind}", dense=0.5, semi=0.3, topk=0.2,
+               sparsity=0.3 * S_SEMI + 0.2 * S_TOPK)
+        ev("prune", "progress", done=layer + 1, total=30, unit="layers")
+    ev("prune", "metric", name="ppl_pruned", value=90.0)
+    ev("prune", "end", status="ok")
+    ev("finetune", "start")
+    tail = 6  # finetune end, eval start, progress, metric, end... counted below
+    steps = (total - len(out) - tail) // 2
+    for s in range(steps):
+        ev("finetune", "metric", name="loss", value=round(4.0 - 2.0 * s / steps, 6))
+        ev("finetune", "progress", done=s + 1, total=steps, unit="steps")
+    while len(out) < total - tail + 1:
+        ev("finetune", "log", level="info", msg="checkpoint written")
+    ev("finetune", "end", status="ok")
+    ev("eval", "start")
+    ev("eval", "progress", done=4, total=4, unit="windows")
+    ev("eval", "metric", name="ppl", value=70.5)
+    ev("eval", "end", status="ok")
+    assert len(out) == total, len(out)
+    return out

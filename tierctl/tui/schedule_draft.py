@@ -209,7 +209,8 @@ class ScheduleDraft:
         if self.errors:
             e = self.errors[0]
             more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
-            raise BadInput(f"not saved: iteration {e.iteration} {e.column}: {e.message}{more}")
+            where = f"iteration {e.iteration}" + (f" {e.column}" if e.column else "")
+            raise BadInput(f"not saved: {where}: {e.message}{more}")
         schedule = Schedule(list(self.rows))
         save_schedule(schedule, self.path)
         self.dirty = False

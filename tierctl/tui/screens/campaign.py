@@ -53,7 +53,9 @@ def short_states(status: Any) -> dict[int, str]:
         if "running" in states:
             out[it.iteration] = "running"
         elif "failed" in states:
-            out[it.iteration] = "failed"
+            errors = [str(e) for e in getattr(it, "errors", {}).values()]
+            out[it.iteration] = "interrupted" if errors and all(e.startswith("interrupted") for e in errors) \
+                else "failed"
         elif all(s == "done" for s in states):
             out[it.iteration] = "done"
         elif "done" in states:

@@ -53,7 +53,8 @@ class CompositionPanel(VerticalScroll):
             body.update(Text("no tier composition yet: it appears as the first prune step runs", style="dim"))
             return
         kinds = len({split_matrix_name(n)[1] for n in per_layer}) or 1
-        # layer + sparsity columns take ~16 cells; the rest is shared by one bar per matrix kind
-        bar = max(4, min(16, (self.content_size.width - 16) // kinds - 1)) if self.content_size.width else 6
+        # the layer and sparsity columns take ~16 cells; the rest is shared by one bar (+2 padding) per kind
+        width = self.scrollable_content_region.width
+        bar = max(3, min(16, (width - 16) // kinds - 2)) if width else 6
         body.update(Group(head, composition_legend(_mean(per_layer)),
                           layer_composition_table(per_layer, bar_width=bar)))

@@ -120,7 +120,8 @@ class ScheduleEditor(Vertical):
             n = len(draft.errors)
             out.append(f"{n} problem{'s' if n > 1 else ''} (marked red): ", style="#ef5350")
             first = draft.errors[0]
-            out.append(f"iteration {first.iteration} {first.column}: {first.message}", style="#ef5350")
+            where = f"iteration {first.iteration}" + (f" {first.column}" if first.column else "")
+            out.append(f"{where}: {first.message}", style="#ef5350")
         elif draft.dirty:
             out.append("valid, not saved: ctrl+s saves schedule.csv", style="#ffa726")
         else:
