@@ -25,6 +25,7 @@ micro-step m of rank r takes rows [(m*world + r)*b, (m*world + r + 1)*b) of them
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -222,7 +223,9 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
     """
     d = dist or Dist(device=next(model.parameters()).device)
     plan = make_plan(len(windows), settings, d.world)
-    fingerprint = {"settings": settings.fingerprint(), "plan": dataclasses.asdict(plan), **(identity or {})}
+    # Compared with the one in state.json, so compared in its JSON form (tuples become lists).
+    fingerprint = json.loads(json.dumps({"settings": settings.fingerprint(), "plan": dataclasses.asdict(plan),
+                                         **(identity or {})}))
     ckpt = read_checkpoint(checkpoint)
     if ckpt is not None and ckpt.state.get("fingerprint") != fingerprint:
         _log(sink, f"ignoring checkpoint {checkpoint}: it belongs to other settings or another input model")
@@ -290,9 +293,9 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
             since_log = 0
             if sink is not None:
                 sink.progress(done, plan.total_steps, "steps")
-                sink.metric("loss", mean_loss, step=done)
-                sink.metric("lr", lr, step=done)
-                sink.metric("tokens_per_s", tps, step=done)
+                sink.metric("loss", mean_loss, opt_step=done)
+                sink.metric("lr", lr, opt_step=done)
+                sink.metric("tokens_per_s", tps, opt_step=done)
         state["step"] = done
         at_epoch_end = done % plan.steps_per_epoch == 0
         every = settings.checkpoint_every

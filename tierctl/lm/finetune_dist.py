@@ -176,3 +176,17 @@ def broadcast_flag(flag: bool, d: Dist) -> bool:
     t = torch.tensor([1 if flag else 0], device=d.device if d.device.type == "cuda" else "cpu")
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def gather_state_dict(model: nn.Module, d: Dist, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor] | None:
+    """The whole state dict on rank 0's CPU (None on other ranks), for save_pretrained.
+
+    Collective under FSDP2: every rank gathers each sharded tensor in turn, so at most one full
+    parameter at a time sits on a device beyond the shards.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, t in unwrap(model).state_dict().items():
+        whole = full(t.detach())
+        if d.is_main:
+            out[name] = whole.to(device="cpu", dtype=dtype if dtype is not None and whole.is_floating_point() else None)
+    return out if d.is_main else None

@@ -1,0 +1,162 @@
+"""The fine-tune step: masked fine-tune of iter<N>/model, then the sparsity ledger.
+
+`python -m tierctl.steps finetune --campaign DIR --iter N`, alone or under torchrun (DDP, or FSDP2
+with [run] strategy = "fsdp2"). Reads iter<N>/model (the pruned model) and iter<N>/tiers.safetensors,
+derives the keep masks from them (never stored), and trains for the schedule row's epochs on the
+training split of [data] calib, resuming from iter<N>/finetune_ckpt when a kill left one.
+
+Done <=> iter<N>/model/finetune.json exists. The fine-tuned model and its finetune.json (the ledger)
+are written in one atomic directory swap, and only after the ledger check passed on the weights as
+saved: every pruned entry is zero and every SEMI / TOPK block keeps its pattern. A violation fails
+the step naming the matrix and leaves the pruned model in place. Then the ledger is merged into
+metrics.json (mask_violations, finetune, timings.finetune_s) and the checkpoint removed. A second
+run of a done iteration only merges the ledger again. Epochs 0 writes only finetune.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tierctl.core.atomic import atomic_dir, atomic_write_json, remove_path
+from tierctl.errors import BadInput, StepFailed
+from tierctl.steps.common import StepContext, read_metrics, require_model, run_step, update_metrics
+
+STEP = "finetune"
+LEDGER = "finetune.json"
+
+
+def merge_ledger(ctx: StepContext, ledger: dict[str, Any]) -> None:
+    update_metrics(ctx.layout, ctx.iteration, mask_violations=ledger["mask_violations"], finetune=ledger,
+                   timings={"finetune_s": ledger["seconds"]})
+
+
+def input_identity(model_dir: Path, tiers_path: Path) -> dict[str, Any]:
+    """What a resume checkpoint must have been made from: the tier maps (hashed, they are small)
+    and the pruned model's weight files (by name and size; hashing gigabytes costs minutes)."""
+    files = sorted((p.name, p.stat().st_size) for p in model_dir.glob("*.safetensors"))
+    return {"tiers_sha256": hashlib.sha256(tiers_path.read_bytes()).hexdigest(), "model_files": files}
+
+
+def ledger_of(weights: dict[str, Any], tiers: dict[str, Any], keep: dict[str, Any], block: int, k: int,
+              **fields: Any) -> dict[str, Any]:
+    """The ledger of finetune.json; raises StepFailed naming the first matrix that breaks its masks."""
+    from tierctl.core.tiers import composition
+    from tierctl.lm.finetune import mask_violations
+
+    bad = mask_violations(weights, tiers, keep, block, k)
+    for name, v in bad.items():
+        if v["revived"] or v["tier"]:
+            raise StepFailed(f"mask violation in {name}: {v['revived']} pruned entries are non-zero, "
+                             f"{v['tier']} tier-pattern violations after fine-tune")
+    zeros = sum(int((weights[n] == 0).sum()) for n in keep)
+    total = sum(weights[n].numel() for n in keep)
+    comps = [composition(tiers[n]) for n in keep]
+    blocks = sum(c["blocks"] for c in comps)
+    comp = {t: sum(c[t] * c["blocks"] for c in comps) / blocks if blocks else 0.0 for t in ("dense", "semi", "topk")}
+    return {**fields, "mask_violations": sum(v["revived"] for v in bad.values()),
+            "tier_violations": sum(v["tier"] for v in bad.values()),
+            "composition": comp, "sparsity": zeros / total if total else 0.0}
+
+
+def saved_weights(model_dir: Path, names: list[str]) -> dict[str, Any]:
+    """The prunable weights as written to disk (so the ledger checks the files, not memory)."""
+    from safetensors import safe_open
+
+    want = {f"{n}.weight": n for n in names}
+    out = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():
+                if key in want:
+                    out[want[key]] = st.get_tensor(key).float()
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise StepFailed(f"{model_dir}: saved model lacks {missing[0]}.weight")
+    return out
+
+
+def body(ctx: StepContext) -> None:
+    from tierctl.core.tiers import load_tiers
+    from tierctl.lm.finetune import FinetuneSettings, build_masks, finetune, train_windows
+    from tierctl.lm.finetune_dist import close, gather_state_dict, init_dist
+    from tierctl.lm.models import load_model, resolve_device, torch_dtype
+    from tierctl.lm.text import token_stream
+
+    n, cfg, sink, layout = ctx.iteration, ctx.config, ctx.sink, ctx.layout
+    model_dir = require_model(ctx)
+    if not layout.metrics(n).is_file():
+        raise BadInput(f"{layout.metrics(n)}: missing: the prune step of iteration {n} has not finished")
+    read_metrics(layout, n)  # a corrupt metrics.json fails now, not after hours of training
+    ckpt_dir = layout.finetune_checkpoint(n)
+    if (model_dir / LEDGER).is_file():
+        ledger = json.loads((model_dir / LEDGER).read_text(encoding="utf-8"))
+        if ctx.is_main:
+            merge_ledger(ctx, ledger)
+            remove_path(ckpt_dir)
+        sink.log(f"iteration {n} is already fine-tuned ({model_dir / LEDGER}); ledger merged into metrics.json")
+        return
+
+    tiers, meta = load_tiers(layout.tiers(n))
+    block, k = int(meta["block_size"]), int(meta["topk_per_block"])
+    settings = FinetuneSettings.from_config(cfg.finetune, ctx.row.epochs)
+    d = init_dist(resolve_device(ctx.device), cfg.run.strategy)
+    try:
+        t0 = time.perf_counter()
+        # Master weights in float32 whatever the campaign's dtype; FSDP2 shards from the CPU copy.
+        load_on = "cpu" if d.strategy == "fsdp2" else str(d.device)
+        model, tokenizer = load_model(str(model_dir), device=load_on, dtype="float32",
+                                      trust_remote_code=cfg.model.trust_remote_code)
+        keep = build_masks(model, tiers, block)
+        sink.log(f"loaded {model_dir} in {time.perf_counter() - t0:.1f}s ({d.world} process(es), {d.strategy}, "
+                 f"{d.device})")
+        if settings.epochs == 0:
+            if ctx.is_main:
+                weights = {name: lin.weight.detach().float().cpu() for name, lin in _linears(model).items()}
+                ledger = ledger_of(weights, tiers, keep, block, k, epochs=0, skipped=True, steps=0, tokens=0,
+                                   final_loss=None, tokens_per_s=0.0, seconds=0.0)
+                atomic_write_json(model_dir / LEDGER, ledger)
+                merge_ledger(ctx, ledger)
+            return
+
+        windows = train_windows(token_stream(cfg.data.calib, tokenizer, "train"), settings.seqlen)
+        result = finetune(model, windows, keep, settings, dist=d, checkpoint=ckpt_dir,
+                          identity=input_identity(model_dir, layout.tiers(n)), sink=sink)
+        state = gather_state_dict(model, d, torch_dtype(cfg.model.dtype))  # collective under FSDP2
+        if not ctx.is_main:
+            return
+        fields = {"epochs": settings.epochs, "steps": result.steps, "tokens": result.tokens,
+                  "final_loss": result.final_loss, "tokens_per_s": round(result.tokens_per_s, 1),
+                  "seconds": round(result.seconds, 3), "resumed_from": result.resumed_from,
+                  "processes": d.world, "strategy": d.strategy, "lr": settings.lr,
+                  "global_batch": settings.batch_size * settings.grad_accum * d.world, "seqlen": settings.seqlen}
+        with atomic_dir(model_dir) as tmp:
+            model.config.dtype = torch_dtype(cfg.model.dtype)
+            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            ledger = ledger_of(saved_weights(tmp, list(keep)), tiers, keep, block, k, **fields)
+            atomic_write_json(tmp / LEDGER, ledger)
+        del state
+        merge_ledger(ctx, ledger)
+        remove_path(ckpt_dir)
+        sink.log(f"fine-tuned {result.steps} steps, {result.tokens} tokens, final loss {result.final_loss:.4f}")
+    finally:
+        close(d)
+
+
+def _linears(model: Any) -> dict[str, Any]:
+    from tierctl.lm.models import prunable_linears
+
+    return prunable_linears(model)
+
+
+def main(argv: list[str]) -> int:
+    return run_step(STEP, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
