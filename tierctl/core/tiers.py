@@ -1,0 +1,389 @@
+"""Tier algebra of SPEC sections 1-3: block scores, 2:4 and top-k masks, one progressive step, tier-map files.
+
+Pure torch and vectorised: the only Python loops run over the log2(b) levels of a summation tree, the two
+phases, and the few position pairs inside a group of 4. Works on the weight's device (CPU or CUDA).
+
+Determinism is part of the contract (two correct implementations give the same tier map bit for bit), and a
+float sum depends on its order, so every number that decides a tier is defined exactly:
+
+- Weight score `S = |W| * norm` in the *score dtype*: float32 for float32 / bfloat16 / float16 weights and
+  norms (Wanda's metric; one IEEE rounding per entry), float64 when the weight or the norm is float64.
+- Block score: the sum of `S` over the block in float64, in a fixed order. The block's `b` rows are folded in
+  halves (row `i` + row `i + b/2`, elementwise, repeated until one row is left; an odd count carries its last
+  row to the end), then the `b` column sums left are folded the same way. Every step is one IEEE float64
+  addition, so CPU and CUDA agree; where the exact sum is representable (integer or dyadic weights, a modest
+  dynamic range of fp32 terms) any summation order gives the same number.
+- Ranking blocks: ascending `(block score, row-major block index)`. Inside a 2:4 group or a top-k block:
+  descending `S`, then ascending index (row-major inside the block) — equal `S` keeps the lower index.
+- Target counts: `round(fraction * n)` with Python's `round` on float64, i.e. banker's rounding
+  (`round(2.5) == 2`, `round(3.5) == 4`); SPEC section 3 names that function, so we keep it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+DENSE, SEMI, TOPK = 0, 1, 2
+TIER_NAMES = ("dense", "semi", "topk")
+
+
+# ---- checks ----
+
+
+def _full_blocks(weight: torch.Tensor, block_size: int) -> tuple[int, int]:
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D [out, in], got shape {list(weight.shape)}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    return weight.shape[0] // block_size, weight.shape[1] // block_size
+
+
+def _check_tiers(weight: torch.Tensor, tiers: torch.Tensor, block_size: int) -> tuple[int, int]:
+    R, C = _full_blocks(weight, block_size)
+    if tiers.dtype != torch.uint8 or tuple(tiers.shape) != (R, C):
+        raise ValueError(f"tier map must be uint8 [{R}, {C}] for a {list(weight.shape)} weight and block size "
+                         f"{block_size}, got {tiers.dtype} {list(tiers.shape)}")
+    if tiers.numel() and int(tiers.max()) > TOPK:
+        raise ValueError(f"tier map holds tier {int(tiers.max())}; tiers are 0 dense, 1 2:4, 2 top-k")
+    return R, C
+
+
+def _check_groups(block_size: int, k: int) -> None:
+    if block_size < 4 or block_size % 4:
+        raise ValueError(f"block_size must be a positive multiple of 4 (2:4 groups), got {block_size}")
+    if not 0 <= k <= block_size * block_size:
+        raise ValueError(f"k must be in 0..{block_size * block_size}, got {k}")
+
+
+def _check_norm(weight: torch.Tensor, norm: torch.Tensor) -> None:
+    if norm.dim() != 1 or norm.shape[0] != weight.shape[1]:
+        raise ValueError(f"norm must be 1-D of length {weight.shape[1]} (input features), got {list(norm.shape)}")
+    if not bool(torch.isfinite(norm).all()) or bool((norm < 0).any()):
+        raise ValueError("norm must be finite and >= 0 (an L2 norm of activations)")
+
+
+# ---- scores ----
+
+
+def _score_dtype(weight: torch.Tensor, norm: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(torch.promote_types(weight.dtype, norm.dtype), torch.float32)
+
+
+def _weight_scores(weight: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """S = |W| * norm, broadcast over the last dim, in the score dtype (one rounding per entry)."""
+    dtype = _score_dtype(weight, norm)
+    s = weight.abs()  # a fresh tensor, so the multiply can run in place
+    if s.dtype != dtype:
+        s = s.to(dtype)
+    return s.mul_(norm.to(dtype))
+
+
+def _fold(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over `dim` in float64 by folding in halves (element i + element i + L//2; an odd L carries its last).
+
+    The fixed tree makes the result independent of kernels and devices: each level is one elementwise add.
+    """
+    if x.shape[dim] == 1:
+        return x.squeeze(dim).to(torch.float64)
+    while (length := x.shape[dim]) > 1:
+        half = length // 2
+        y = x.narrow(dim, 0, half)
+        y = y.to(torch.float64) if y.dtype != torch.float64 else y.clone()
+        y += x.narrow(dim, half, half)  # float64 add (a float32 operand is widened exactly first)
+        x = torch.cat([y, x.narrow(dim, 2 * half, 1).to(torch.float64)], dim) if length % 2 else y
+    return x.squeeze(dim)
+
+
+@torch.no_grad()
+def block_scores(weight: torch.Tensor, norm: torch.Tensor, block_size: int = 16) -> torch.Tensor:
+    """Float64 `[out // b, in // b]`: the sum of `|W| * norm` over each full block (fixed order, module doc)."""
+    R, C = _full_blocks(weight, block_size)
+    _check_norm(weight, norm)
+    b = block_size
+    s = _weight_scores(weight[: R * b, : C * b], norm[: C * b])  # [R*b, C*b]
+    rows = _fold(s.view(R, b, C * b), 1)  # [R, C*b]: per block, the sum of its rows
+    return _fold(rows.view(R, C, b), 2)  # [R, C]
+
+
+def _block_sums(s: torch.Tensor) -> torch.Tensor:
+    """Block scores of gathered blocks `[n, b, b]` (the same tree as block_scores, so bit-identical)."""
+    return _fold(_fold(s, 1), 1)
+
+
+# ---- keep masks: the n largest along the last dim, ties to the lower index ----
+
+
+def _keep_top(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Bool like x: the n largest entries along the last dim; equal values keep the lower index."""
+    length = x.shape[-1]
+    if n >= length:
+        return torch.ones_like(x, dtype=torch.bool)
+    if n <= 0:
+        return torch.zeros_like(x, dtype=torch.bool)
+    if length <= 8:  # small groups (2:4, n:m): a rank by pairwise comparisons beats topk's per-row cost
+        return _keep_top_small(x, n)
+    if n <= length // 2:
+        v = x.topk(n, dim=-1, sorted=False).values.amin(-1, keepdim=True)  # the n-th largest value
+    else:
+        v = x.kthvalue(length - n + 1, dim=-1, keepdim=True).values
+    above = x > v
+    at = x == v
+    room = n - above.sum(-1, keepdim=True)  # how many of the entries equal to v still fit, lowest index first
+    return above | (at & (at.cumsum(-1, dtype=torch.int32) <= room))
+
+
+def _keep_top_small(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Rank each position of a short last dim: position j beats i if x_j > x_i, or x_j == x_i and j < i."""
+    cols = x.unbind(-1)
+    rank = [torch.zeros(x.shape[:-1], dtype=torch.uint8, device=x.device) for _ in cols]
+    for i in range(len(cols)):  # the fixed position pairs of one group, not the groups
+        for j in range(i + 1, len(cols)):
+            i_wins = cols[i] >= cols[j]
+            rank[j] += i_wins
+            rank[i] += ~i_wins
+    return torch.stack([r < n for r in rank], dim=-1)
+
+
+def _check_scores(scores: torch.Tensor) -> None:
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("scores must be finite (the weight or the norm holds inf or nan)")
+
+
+@torch.no_grad()
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """N:M keep mask: in every group of `m` consecutive entries along the last dim keep the `n` largest.
+
+    Groups start at column 0; a trailing partial group of r < m entries keeps min(n, r). Ties keep the lower
+    index. For a weight's scores `[out, in]` the groups run over input columns, as sparse tensor cores need.
+    """
+    if not 0 <= n <= m or m < 1:
+        raise ValueError(f"need 0 <= n <= m and m >= 1, got n={n} m={m}")
+    _check_scores(scores)
+    length = scores.shape[-1]
+    full = length - length % m
+    head = _keep_top(scores[..., :full].unflatten(-1, (full // m, m)), n).flatten(-2)
+    if full == length:
+        return head
+    return torch.cat([head, _keep_top(scores[..., full:], n)], dim=-1)
+
+
+def semi_mask(scores: torch.Tensor) -> torch.Tensor:
+    """2:4 keep mask along the last dim (the SEMI pattern of SPEC section 1)."""
+    return nm_mask(scores, 2, 4)
+
+
+@torch.no_grad()
+def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the `k` largest entries along the last dim (ties keep the lower index); flatten a block first."""
+    _check_scores(scores)
+    return _keep_top(scores, k)
+
+
+@torch.no_grad()
+def unstructured_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Wanda's unstructured baseline: each output row (last dim) prunes its `int(in * ratio)` lowest scores.
+
+    `int` truncates, as in the Wanda reference code (`int(W_metric.shape[1] * sparsity_ratio)`). Ties keep
+    the lower index, the same rule as the tiers.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+    _check_scores(scores)
+    length = scores.shape[-1]
+    return _keep_top(scores, length - int(length * float(ratio)))
+
+
+# ---- one progressive iteration (SPEC section 3) ----
+
+
+def target_counts(dense: float, topk: float, n: int) -> tuple[int, int]:
+    """`(round(dense * n), round(topk * n))`: Python round on float64, banker's rounding on exact halves."""
+    for name, f in (("dense", dense), ("topk", topk)):
+        if not 0.0 <= float(f) <= 1.0:
+            raise ValueError(f"{name} must be a fraction in [0, 1], got {f}")
+    return round(float(dense) * n), round(float(topk) * n)
+
+
+def _block_view(x: torch.Tensor, R: int, C: int, b: int) -> torch.Tensor:
+    """`[R, b, C, b]` view of the full-block part of a 2-D tensor (a view: writes reach `x`)."""
+    return x[: R * b, : C * b].view(R, b, C, b)
+
+
+def _gather(x: torch.Tensor, idx: torch.Tensor, R: int, C: int, b: int) -> torch.Tensor:
+    """The blocks at flat row-major indices `idx` as `[len(idx), b, b]` (a copy)."""
+    return _block_view(x, R, C, b)[idx // C, :, idx % C, :]
+
+
+def _lowest(scores: torch.Tensor, candidates: torch.Tensor, count: int) -> torch.Tensor:
+    """The `count` candidates (ascending flat indices) with the lowest score; ties demote the lower index."""
+    mine = scores[candidates]
+    _check_scores(mine)
+    return candidates[_keep_top(-mine, count)]
+
+
+@torch.no_grad()
+def progressive_step(weight: torch.Tensor, norm: torch.Tensor, tiers: torch.Tensor, dense: float, topk: float,
+                     block_size: int = 16, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Demote blocks DENSE -> SEMI -> TOPK to reach the cumulative targets; return `(new_tiers, keep)`.
+
+    `weight` carries the earlier masks (SEMI and TOPK blocks already obey their pattern); `tiers` is the
+    previous map. `keep` is the fine-tune mask after the step (module `keep_mask` of the pruned weight):
+    the caller does `weight * keep`. Only blocks that change tier are gathered and masked; the one pass over
+    the whole weight is the block scoring (skipped when phase 1 demotes nothing).
+    """
+    b = block_size
+    _check_groups(b, k)
+    R, C = _check_tiers(weight, tiers, b)
+    _check_norm(weight, norm)
+    dev = weight.device
+    t = tiers.reshape(-1).to(dev)  # flat row-major block index -> tier
+    n = R * C
+    n_dense, n_topk = target_counts(dense, topk, n)
+    cur_dense, cur_topk = int((t == DENSE).sum()), int((t == TOPK).sum())
+    d1 = max(0, cur_dense - n_dense)
+    # Rounding can make n_dense + n_topk exceed n: phase 2 then takes every SEMI block there is.
+    d2 = min(max(0, n_topk - cur_topk), n - (cur_dense - d1) - cur_topk)
+    new_t = t.clone()
+    norm_blocks = norm[: C * b].view(C, b)
+
+    def scores_of(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = _gather(weight, idx, R, C, b)  # [len, b, b]
+        return w, _weight_scores(w, norm_blocks[idx % C].unsqueeze(1))
+
+    scores = torch.empty(n, dtype=torch.float64, device=dev)
+    if d1:
+        scores = block_scores(weight, norm, b).reshape(-1)
+    elif d2:
+        semi = (t == SEMI).nonzero().squeeze(1)
+        scores[semi] = _block_sums(scores_of(semi)[1])
+
+    changed: list[tuple[torch.Tensor, torch.Tensor]] = []  # (flat indices, their keep blocks [len, b, b])
+    d1_idx = s1 = alive1 = None
+    if d1:  # phase 1: the lowest DENSE blocks become 2:4, then are re-scored on their 2:4 weights
+        d1_idx = _lowest(scores, (t == DENSE).nonzero().squeeze(1), d1)
+        w1, s1 = scores_of(d1_idx)
+        keep24 = _keep_top(s1.view(d1, b, b // 4, 4), 2).view(d1, b, b)
+        s1.masked_fill_(~keep24, 0)
+        alive1 = keep24 & (w1 != 0)
+        scores[d1_idx] = _block_sums(s1)
+        new_t[d1_idx] = SEMI
+        changed.append((d1_idx, alive1))
+    if d2:  # phase 2: all SEMI blocks (old and new) compete; the lowest keep their k best entries
+        d2_idx = _lowest(scores, (new_t == SEMI).nonzero().squeeze(1), d2)
+        s2 = torch.empty(d2, b, b, dtype=_score_dtype(weight, norm), device=dev)
+        alive2 = torch.empty(d2, b, b, dtype=torch.bool, device=dev)
+        fresh = torch.zeros(d2, dtype=torch.bool, device=dev)  # demoted twice in this step
+        if d1_idx is not None:
+            pos = torch.searchsorted(d1_idx, d2_idx).clamp_(max=d1 - 1)
+            fresh = d1_idx[pos] == d2_idx
+            s2[fresh], alive2[fresh] = s1[pos[fresh]], alive1[pos[fresh]]
+        if not bool(fresh.all()):
+            w_old, s_old = scores_of(d2_idx[~fresh])
+            s2[~fresh], alive2[~fresh] = s_old, w_old != 0
+        alive2 &= _keep_top(s2.view(d2, b * b), k).view(d2, b, b)
+        new_t[d2_idx] = TOPK
+        changed.append((d2_idx, alive2))
+
+    keep = keep_mask(weight, new_t.view(R, C), b)
+    blocks = _block_view(keep, R, C, b)
+    for idx, alive in changed:  # phase 2 writes last: a block demoted twice ends with its top-k mask
+        blocks[idx // C, :, idx % C, :] = alive
+    return new_t.view(R, C).to(tiers.device), keep
+
+
+@torch.no_grad()
+def keep_mask(weight: torch.Tensor, tiers: torch.Tensor, block_size: int = 16) -> torch.Tensor:
+    """Bool like `weight`: every entry of DENSE and partial blocks, the non-zero entries of SEMI and TOPK ones.
+
+    The fine-tune mask: a pruned weight is zero, so it stays out and is never revived.
+    """
+    R, C = _check_tiers(weight, tiers, block_size)
+    keep = weight != 0
+    _block_view(keep, R, C, block_size).logical_or_((tiers.to(weight.device) == DENSE).view(R, 1, C, 1))
+    keep[R * block_size:, :] = True
+    keep[:, C * block_size:] = True
+    return keep
+
+
+# ---- composition, sparsity, violations ----
+
+
+def composition(tiers: torch.Tensor) -> dict[str, float | int]:
+    """Block fractions of one tier map: `{"dense", "semi", "topk"}` over its `blocks` full blocks."""
+    counts = torch.bincount(tiers.reshape(-1).to(torch.int64), minlength=3).tolist()
+    if len(counts) > 3:
+        raise ValueError(f"tier map holds tier {len(counts) - 1}; tiers are 0 dense, 1 2:4, 2 top-k")
+    n = tiers.numel()
+    out: dict[str, float | int] = {name: (c / n if n else 0.0) for name, c in zip(TIER_NAMES, counts, strict=True)}
+    out["blocks"] = n
+    return out
+
+
+def expected_sparsity(comp_or_fractions: Mapping[str, float] | Sequence[float], block_size: int = 16,
+                      k: int = 10) -> float:
+    """Weight sparsity implied by block fractions: SEMI 1/2, TOPK 1 - k/b^2 (full blocks only).
+
+    Takes a `composition(...)` dict (keys `semi`/`topk`, or the schedule's `mid_2_4`) or `(dense, semi, topk)`.
+    """
+    if isinstance(comp_or_fractions, Mapping):
+        semi = comp_or_fractions["semi"] if "semi" in comp_or_fractions else comp_or_fractions["mid_2_4"]
+        top = comp_or_fractions["topk"]
+    else:
+        _, semi, top = comp_or_fractions
+    return float(semi) * 0.5 + float(top) * (1.0 - k / (block_size * block_size))
+
+
+def measured_sparsity(weight: torch.Tensor) -> float:
+    """Fraction of entries that are exactly zero."""
+    return float((weight == 0).sum()) / weight.numel() if weight.numel() else 0.0
+
+
+@torch.no_grad()
+def count_violations(weight: torch.Tensor, tiers: torch.Tensor, block_size: int = 16, k: int = 10) -> int:
+    """SEMI groups (a row x 4 aligned input columns) with more than 2 non-zeros, plus TOPK blocks with more than k."""
+    _check_groups(block_size, k)
+    R, C = _check_tiers(weight, tiers, block_size)
+    b = block_size
+    nz = _block_view(weight != 0, R, C, b)  # [R, b, C, b]
+    t = tiers.to(weight.device)
+    per_group = nz.view(R, b, C, b // 4, 4).sum(-1, dtype=torch.int32)  # [R, b, C, b/4]
+    semi_bad = ((per_group > 2) & (t == SEMI).view(R, 1, C, 1)).sum()
+    topk_bad = ((nz.sum((1, 3), dtype=torch.int32) > k) & (t == TOPK)).sum()
+    return int(semi_bad + topk_bad)
+
+
+# ---- tier-map files (SPEC section 5) ----
+
+_META_KEYS = ("block_size", "topk_per_block", "iteration")
+
+
+def save_tiers(path: str | Path, maps: Mapping[str, torch.Tensor], block_size: int, k: int, iteration: int) -> None:
+    """Write tier maps (key = module name) to a safetensors file atomically, metadata as strings."""
+    from safetensors.torch import save_file
+
+    from tierctl.core.atomic import atomic_path
+
+    if not maps:
+        raise ValueError("no tier maps to save")
+    for name, t in maps.items():
+        if t.dtype != torch.uint8 or t.dim() != 2:
+            raise ValueError(f"tier map {name!r} must be 2-D uint8, got {t.dtype} {list(t.shape)}")
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in maps.items()}
+    meta = {"block_size": str(int(block_size)), "topk_per_block": str(int(k)), "iteration": str(int(iteration))}
+    with atomic_path(Path(path)) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_tiers(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, int | str]]:
+    """Tier maps (CPU uint8) and metadata (the SPEC keys as ints). A bad file raises BadInput naming it."""
+    from tierctl.core.tiermap_io import load_tier_maps_numpy
+    from tierctl.errors import BadInput
+
+    arrays, meta = load_tier_maps_numpy(path)  # validates: readable, 2-D uint8, tiers 0..2, int metadata
+    missing = [key for key in _META_KEYS if key not in meta]
+    if missing:
+        raise BadInput(f"{path}: metadata lacks {', '.join(missing)}")
+    return {name: torch.tensor(a, dtype=torch.uint8) for name, a in arrays.items()}, meta
