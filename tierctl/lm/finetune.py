@@ -268,7 +268,7 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
             x = windows[rows[first: first + b]].to(d.device, non_blocking=True)  # [b, seqlen]
             with no_grad_sync(module, d, sync=(m == accum - 1)):
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                    loss = module(input_ids=x, labels=x).loss  # mean NLL over b*(seqlen-1) targets
+                    loss = module(input_ids=x, labels=x, use_cache=False).loss  # mean NLL, b*(seqlen-1) targets
                 (loss / accum).backward()  # equal-sized micro-batches: the mean of means is the mean
             loss_sum += loss.detach().float()
         masker.mask_grads()
