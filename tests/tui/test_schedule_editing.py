@@ -9,6 +9,8 @@ from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.schedule import load_schedule
 from tierctl.tui.app import make_app
 from tierctl.tui.screens.campaign import CampaignScreen
+from tierctl.tui.screens.campaigns import CampaignsScreen
+from tierctl.tui.screens.choice import ChoiceScreen
 from tierctl.tui.screens.prompt import PromptScreen
 from tierctl.tui.widgets.schedule_editor import KEYS, ScheduleEditor
 
@@ -160,3 +162,34 @@ async def test_adding_and_removing_an_iteration_row(demo: CampaignLayout) -> Non
         assert [r.iteration for r in screen.draft.rows] == [1, 2, 3, 4, 5]
         assert screen.draft.rows[3].dense == 0.35  # the old iteration 5, renumbered
         assert not screen.draft.valid  # its transitions now start from iteration 3: marked
+
+
+@run_async
+async def test_quitting_with_unsaved_edits_asks_and_save_writes_them_before_quitting(demo: CampaignLayout) -> None:
+    app = make_app("demo", poll_interval=0.05)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_demo(pilot)
+        await put_cursor(pilot, 5, "epochs")
+        await pilot.press("enter")
+        await type_into_prompt(pilot, "4")
+        await pilot.press("q")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("escape")  # stay
+        assert app.screen is screen and screen.draft.dirty
+        await pilot.press("q", "s")
+        await wait_for(pilot, lambda: not app.is_running, what="the app to quit")
+    assert load_schedule(demo.schedule).row(5).epochs == 4
+
+
+@run_async
+async def test_leaving_a_campaign_with_unsaved_edits_can_discard_them(demo: CampaignLayout) -> None:
+    app = make_app("demo", poll_interval=0.05)
+    before = demo.schedule.read_text()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_demo(pilot)
+        await pilot.press("n")  # add an iteration, unsaved
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("d")
+        assert isinstance(app.screen, CampaignsScreen)
+    assert demo.schedule.read_text() == before

@@ -11,7 +11,7 @@ from tierctl.campaign.layout import CAMPAIGNS_DIR, CampaignLayout, resolve_campa
 from tierctl.tui import jobs
 from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.screens.campaigns import CampaignsScreen
-from tierctl.tui.screens.choice import ChoiceScreen, quit_choices
+from tierctl.tui.screens.choice import ChoiceScreen, quit_choices, unsaved_choices
 from tierctl.tui.screens.help import HelpScreen
 
 
@@ -56,9 +56,28 @@ class TierctlApp(App[None]):
         return out
 
     def action_quit_asking(self) -> None:
-        """Quit; with a run active, ask whether to keep it running, cancel it, or stay."""
+        """Quit; with unsaved schedule edits or a run active, ask first."""
         if isinstance(self.screen, ChoiceScreen):
             return
+        dirty = [s for s in self.screen_stack if isinstance(s, CampaignScreen) and s.draft is not None
+                 and s.draft.dirty]
+        if not dirty:
+            self._quit_asking_about_runs()
+            return
+
+        def answer(value: str | None) -> None:
+            if value == "save" and all(s.save_draft() for s in dirty):
+                self._quit_asking_about_runs()
+            elif value == "discard":
+                self._quit_asking_about_runs()
+
+        self.push_screen(ChoiceScreen(
+            "unsaved schedule edits",
+            f"The schedule of {', '.join(s.campaign.name for s in dirty)} has edits that are not in schedule.csv.",
+            unsaved_choices(), escape_value="stay"), answer)
+
+    def _quit_asking_about_runs(self) -> None:
+        """Quit; with a run active, ask whether to keep it running, cancel it, or stay."""
         runs = self.active_runs()
         if not runs:
             self.exit()

@@ -34,6 +34,7 @@ from tierctl.render import iterations_table
 from tierctl.tui import jobs
 from tierctl.tui.live_state import LiveModel
 from tierctl.tui.schedule_draft import MEANING, ScheduleDraft, format_cell, row_locks
+from tierctl.tui.screens.choice import ChoiceScreen, unsaved_choices
 from tierctl.tui.screens.prompt import PromptScreen
 from tierctl.tui.screens.run_actions import RunActions
 from tierctl.tui.widgets.composition_panel import CompositionPanel
@@ -345,16 +346,22 @@ class CampaignScreen(RunActions, Screen[None]):
             self._say(f"transition columns filled in on {n} row{'s' if n != 1 else ''}")
 
     def action_save(self) -> None:
+        self.save_draft()
+
+    def save_draft(self) -> bool:
+        """Save the schedule; False (and the reason shown) when it was refused."""
         if self.draft is None:
-            return
+            return False
         try:
             self.draft.save()
         except TierctlError as e:
             self.notify(str(e), title="schedule not saved", severity="error", timeout=8)
             self._say("")
-            return
+            return False
         self._say(f"saved {self.campaign.schedule}")
         self.notify(f"saved {self.campaign.schedule}", timeout=3)
+        self.load_status()
+        return True
 
     def action_revert(self) -> None:
         self.load_schedule()
@@ -378,6 +385,21 @@ class CampaignScreen(RunActions, Screen[None]):
         self.app.push_screen(TierMapScreen(self.campaign))
 
     def action_back(self) -> None:
+        """Back to the campaign list; unsaved schedule edits are asked about first."""
+        if self.draft is not None and self.draft.dirty:
+
+            def answer(value: str | None) -> None:
+                if (value == "save" and self.save_draft()) or value == "discard":
+                    self.action_revert()
+                    self._leave()
+
+            self.app.push_screen(ChoiceScreen(
+                "unsaved schedule edits", "The schedule has edits that are not in schedule.csv.",
+                unsaved_choices(), escape_value="stay"), answer)
+            return
+        self._leave()
+
+    def _leave(self) -> None:
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
         else:

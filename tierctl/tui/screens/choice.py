@@ -33,7 +33,8 @@ class ChoiceScreen(ModalScreen[str]):
             yield Static(self.message, id="choice-message")
             with Horizontal(id="choice-buttons"):
                 for c in self.choices:
-                    yield Button(f"{c.label} ({c.key})", id=f"choice-{c.value}", variant=c.variant)
+                    key = "esc" if c.key == "escape" else c.key
+                    yield Button(f"{c.label} ({key})", id=f"choice-{c.value}", variant=c.variant)
 
     def on_key(self, event: events.Key) -> None:
         """Each answer's key picks it; Escape picks the safe answer."""
@@ -49,4 +50,9 @@ class ChoiceScreen(ModalScreen[str]):
 
 def quit_choices() -> list[Choice]:
     return [Choice("k", "Keep it running", "keep", "primary"), Choice("c", "Cancel it", "cancel", "error"),
-            Choice("s", "Stay", "stay")]
+            Choice("escape", "Stay", "stay")]
+
+
+def unsaved_choices() -> list[Choice]:
+    return [Choice("s", "Save", "save", "primary"), Choice("d", "Discard", "discard", "error"),
+            Choice("escape", "Stay", "stay")]

@@ -102,12 +102,14 @@ class ScheduleEditor(Vertical):
             return
         out = Text()
         where = self.cursor_cell()
+        cursor_errors: list[str] = []
         if where is not None:
             iteration, column = where
-            errs = draft.errors_at(iteration, column) if column in COLUMNS else draft.errors_at(iteration)
+            cursor_errors = draft.errors_at(iteration, column) if column in COLUMNS else []
             lock = draft.lock_reason(iteration, column if column in COLUMNS else None)
-            if errs:
-                out.append(f"✗ iteration {iteration} {column}: ", style="bold #ef5350").append("; ".join(errs))
+            if cursor_errors:
+                out.append(f"✗ iteration {iteration} {column}: ", style="bold #ef5350")
+                out.append("; ".join(cursor_errors))
             elif lock:
                 out.append("read-only: ", style="bold").append(lock, style=LOCKED)
             elif column in MEANING:
@@ -118,10 +120,13 @@ class ScheduleEditor(Vertical):
             out.append("\n")
         if draft.errors:
             n = len(draft.errors)
-            out.append(f"{n} problem{'s' if n > 1 else ''} (marked red): ", style="#ef5350")
-            first = draft.errors[0]
-            where = f"iteration {first.iteration}" + (f" {first.column}" if first.column else "")
-            out.append(f"{where}: {first.message}", style="#ef5350")
+            out.append(f"{n} problem{'s' if n > 1 else ''} marked red", style="bold #ef5350")
+            if not cursor_errors:
+                first = draft.errors[0]
+                where_ = f"iteration {first.iteration}" + (f" {first.column}" if first.column else "")
+                out.append(f" ({where_}: {first.message})", style="#ef5350")
+            out.append(": not saved until fixed; f fills the transition columns from dense / 2:4 / top-k",
+                       style="dim")
         elif draft.dirty:
             out.append("valid, not saved: ctrl+s saves schedule.csv", style="#ffa726")
         else:
