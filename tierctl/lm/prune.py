@@ -1,0 +1,250 @@
+"""One prune step over a model: progressive three-tier (SPEC section 3) or a one-shot Wanda baseline.
+
+Both run the same sequential, layer-wise loop (Wanda; SPEC section 2):
+
+    capture the inputs of decoder layer 0 (and every keyword argument the model passes to its layers)
+    for each decoder layer i:
+        pass 1: run layer i over the calibration batch with hooks -> norm of every prunable Linear's input
+        choose the masks of layer i's matrices from |W| * norm, and apply them in place (W *= keep)
+        pass 2: run the pruned layer i -> the inputs of layer i + 1
+
+so the statistics of layer i see the outputs of layers 0..i-1 already pruned in this step.
+
+Methods:
+- `progressive`: `progressive_step` on every matrix towards the schedule row's cumulative `dense` and
+  `topk` fractions, starting from the previous tier map (all DENSE when there is none). Returns the
+  new tier maps.
+- `wanda-unstructured`: the Wanda paper's mask, each output row separately at ratio `sparsity`.
+- `wanda-nm`: n:m along the input dimension over whole matrices (2:4, 4:8).
+  Baselines have no tier map: their masks are element-wise, and a tier map would claim block
+  structure they don't have. Their result carries the measured sparsity per matrix, no composition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tierctl.core.events import EventSink
+from tierctl.lm.calibrate import accumulate_norms, capture_inputs, model_device, run_layer
+from tierctl.lm.models import decoder_layers, prunable_linears
+
+PROGRESSIVE = "progressive"
+BASELINES = ("wanda-unstructured", "wanda-nm")
+METHODS = (PROGRESSIVE, *BASELINES)
+TIERS = ("dense", "semi", "topk")
+
+
+@dataclass
+class PruneResult:
+    """What a prune step produced. Tensors are on CPU; dicts are ordered layer by layer."""
+
+    method: str
+    tiers: dict[str, torch.Tensor]  # name -> uint8 [out // b, in // b]; empty for baselines
+    act_norms: dict[str, torch.Tensor]  # name -> float32 [in]
+    per_layer: dict[str, dict[str, float]]  # name -> {dense, semi, topk, sparsity} ({sparsity} for baselines)
+    composition: dict[str, float] | None  # block-weighted {dense, semi, topk} over all matrices; None for baselines
+    sparsity: float  # measured fraction of zero weights over all prunable matrices
+    expected_sparsity: float | None  # what the composition implies (partial blocks dense); None for baselines
+    zeros: int = 0
+    weights: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # calibrate_s (forward passes), prune_s (masks)
+
+
+# One matrix's mask selection: (name, linear, norm [in] on the device) -> (per_layer entry, tier map | None).
+Selector = Callable[[str, nn.Linear, torch.Tensor], tuple[dict[str, float], torch.Tensor | None]]
+
+
+def _sync(device: torch.device) -> None:
+    """Make wall-clock timings honest on CUDA (kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def zero_fraction(weight: torch.Tensor) -> float:
+    return float((weight == 0).sum().item()) / weight.numel()
+
+
+@torch.no_grad()
+def sequential_prune(model: nn.Module, windows: torch.Tensor, batch_size: int, select: Selector,
+                     sink: EventSink | None = None, offload: bool | None = None) -> tuple[
+                         dict[str, dict[str, float]], dict[str, torch.Tensor], dict[str, torch.Tensor],
+                         dict[str, float]]:
+    """The layer-wise loop; `select` chooses and applies one matrix's mask in place.
+
+    Returns (per_layer, tiers, act_norms, timings). Emits a `layer` event per matrix once it is
+    pruned and a `progress` event (unit "layers") per decoder layer.
+    """
+    layers, prefix = decoder_layers(model)
+    linears = prunable_linears(model)
+    device = model_device(model)
+    per_layer: dict[str, dict[str, float]] = {}
+    tiers: dict[str, torch.Tensor] = {}
+    norms: dict[str, torch.Tensor] = {}
+    forward_s = select_s = 0.0
+
+    t0 = time.perf_counter()
+    inputs = capture_inputs(model, layers, windows, batch_size, offload=offload)
+    _sync(device)
+    forward_s += time.perf_counter() - t0
+    if sink is not None:
+        sink.progress(0, len(layers), "layers")
+
+    for i, layer in enumerate(layers):
+        mine = {name: lin for name, lin in linears.items() if name.startswith(f"{prefix}.{i}.")}
+        t0 = time.perf_counter()
+        layer_norms = accumulate_norms(layer, mine, inputs)  # pass 1, on the unpruned layer i
+        _sync(device)
+        t1 = time.perf_counter()
+        forward_s += t1 - t0
+        for name, lin in mine.items():
+            entry, tier_map = select(name, lin, layer_norms[name])
+            per_layer[name] = entry
+            norms[name] = layer_norms[name].cpu()
+            if tier_map is not None:
+                tiers[name] = tier_map.cpu()
+            if sink is not None:
+                sink.layer(name, entry.get("dense"), entry.get("semi"), entry.get("topk"), entry["sparsity"])
+        _sync(device)
+        t2 = time.perf_counter()
+        select_s += t2 - t1
+        if i + 1 < len(layers):  # the last layer's outputs feed nothing we prune
+            run_layer(layer, inputs)  # pass 2, through the pruned layer i
+            _sync(device)
+        forward_s += time.perf_counter() - t2
+        if sink is not None:
+            sink.progress(i + 1, len(layers), "layers")
+    del inputs
+    return per_layer, tiers, norms, {"calibrate_s": forward_s, "prune_s": select_s}
+
+
+def _totals(model: nn.Module) -> tuple[int, int]:
+    """(zero weights, weights) over every prunable matrix."""
+    zeros = weights = 0
+    for lin in prunable_linears(model).values():
+        zeros += int((lin.weight == 0).sum().item())
+        weights += lin.weight.numel()
+    return zeros, weights
+
+
+# ---- progressive three-tier ----
+
+
+def block_weighted(comps: list[dict[str, float]]) -> dict[str, float]:
+    """{dense, semi, topk} over all full blocks of several matrices (each `composition()` has `blocks`)."""
+    blocks = sum(c["blocks"] for c in comps)
+    return {t: (sum(c[t] * c["blocks"] for c in comps) / blocks if blocks else 0.0) for t in TIERS}
+
+
+def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[str, torch.Tensor] | None,
+                dense: float, topk: float, block_size: int = 16, k: int = 10, batch_size: int = 4,
+                sink: EventSink | None = None, offload: bool | None = None) -> PruneResult:
+    """One progressive iteration on `model` in place, towards cumulative targets `dense` and `topk`.
+
+    `prev_tiers`: the tier map of every prunable matrix from the previous iteration (None: all DENSE).
+    `calib_windows`: LongTensor [nsamples, seqlen], run in batches of `batch_size` windows.
+    """
+    from tierctl.core.tiers import composition, expected_sparsity, progressive_step
+
+    linears = prunable_linears(model)
+    if prev_tiers is not None:
+        check_tier_maps(prev_tiers, linears, block_size)
+    comps: list[dict[str, float]] = []
+    expected_zeros = 0.0
+
+    def select(name: str, lin: nn.Linear, norm: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        nonlocal expected_zeros
+        w = lin.weight  # [out, in]; carries the masks of earlier iterations
+        shape = (w.shape[0] // block_size, w.shape[1] // block_size)
+        prev = prev_tiers[name].to(w.device) if prev_tiers is not None else \
+            torch.zeros(shape, dtype=torch.uint8, device=w.device)
+        new, keep = progressive_step(w, norm, prev, dense, topk, block_size=block_size, k=k)
+        w.mul_(keep.to(w.dtype))  # keep: bool [out, in]
+        comp = composition(new)
+        comps.append(comp)
+        full = comp["blocks"] * block_size * block_size  # partial blocks stay dense
+        expected_zeros += expected_sparsity(comp, block_size, k) * full
+        return {**{t: float(comp[t]) for t in TIERS}, "sparsity": zero_fraction(w)}, new
+
+    per_layer, tiers, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
+    zeros, weights = _totals(model)
+    return PruneResult(PROGRESSIVE, tiers, norms, per_layer, block_weighted(comps), zeros / weights,
+                       expected_zeros / weights, zeros, weights, timings)
+
+
+def check_tier_maps(maps: dict[str, torch.Tensor], linears: dict[str, nn.Linear], block_size: int) -> None:
+    """The previous tier maps must cover exactly the model's prunable matrices, with matching shapes."""
+    from tierctl.errors import BadInput
+
+    missing = [n for n in linears if n not in maps]
+    extra = [n for n in maps if n not in linears]
+    if missing or extra:
+        what = f"lacks {missing[0]}" if missing else f"has {extra[0]}, which is not a prunable matrix of the model"
+        raise BadInput(f"previous tier map {what}")
+    for name, lin in linears.items():
+        want = (lin.weight.shape[0] // block_size, lin.weight.shape[1] // block_size)
+        if tuple(maps[name].shape) != want:
+            raise BadInput(f"previous tier map of {name} is {list(maps[name].shape)}, expected {list(want)} "
+                           f"for a {list(lin.weight.shape)} weight with block_size {block_size}")
+
+
+def reached_counts(blocks: int, dense: float, topk: float) -> tuple[int, int]:
+    """(DENSE, TOPK) block counts a matrix of `blocks` full blocks has after an iteration targeting
+    `dense` / `topk` from a history that followed the schedule (SPEC section 3's rounded targets;
+    phase 2 can demote only what is SEMI, so TOPK is capped by blocks - DENSE)."""
+    from tierctl.core.tiers import target_counts
+
+    n_dense, n_topk = target_counts(dense, topk, blocks)
+    return n_dense, min(n_topk, blocks - n_dense)
+
+
+def check_history(maps: dict[str, torch.Tensor], dense: float, topk: float, source: str, row: str) -> None:
+    """Refuse a previous tier map whose counts are not what `row`'s targets give (the schedule was
+    edited after that iteration ran, or the map comes from elsewhere), naming the first such matrix."""
+    from tierctl.errors import BadInput
+
+    for name, t in maps.items():
+        blocks = t.numel()
+        want_dense, want_topk = reached_counts(blocks, dense, topk)
+        got_dense, got_topk = int((t == 0).sum()), int((t == 2).sum())
+        if (got_dense, got_topk) != (want_dense, want_topk):
+            raise BadInput(f"{source}: {name} has {got_dense} dense / {got_topk} top-k of {blocks} blocks, but "
+                           f"{row} (dense {dense:g}, topk {topk:g}) gives {want_dense} / {want_topk}: the schedule "
+                           f"changed after that iteration ran (rerun it with --force)")
+
+
+# ---- one-shot Wanda baselines ----
+
+
+def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, sparsity: float = 0.5,
+                   n: int = 2, m: int = 4, batch_size: int = 4, sink: EventSink | None = None,
+                   offload: bool | None = None) -> PruneResult:
+    """Wanda one-shot on `model` in place: `wanda-unstructured` (per output row at `sparsity`) or
+    `wanda-nm` (keep n of every m consecutive inputs), with the same calibration as progressive."""
+    from tierctl.core.tiers import nm_mask, unstructured_mask
+
+    if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r} (known: {', '.join(BASELINES)})")
+
+    def select(name: str, lin: nn.Linear, norm: torch.Tensor) -> tuple[dict[str, float], None]:
+        w = lin.weight  # [out, in]
+        scores = w.detach().abs().float() * norm[None, :].float()  # S = |W| * norm, [out, in]
+        keep = unstructured_mask(scores, sparsity) if method == "wanda-unstructured" else nm_mask(scores, n, m)
+        w.mul_(keep.to(w.dtype))
+        return {"sparsity": zero_fraction(w)}, None
+
+    per_layer, _, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
+    zeros, weights = _totals(model)
+    return PruneResult(method, {}, norms, per_layer, None, zeros / weights, None, zeros, weights, timings)
+
+
+def baseline_settings(method: str, sparsity: float, n: int, m: int) -> dict[str, Any]:
+    """The settings a baseline ran with, as metrics.json records them."""
+    if method == "wanda-unstructured":
+        return {"method": method, "sparsity": sparsity, "per": "output row"}
+    return {"method": method, "n": n, "m": m, "per": "groups of m consecutive inputs"}

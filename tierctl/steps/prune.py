@@ -1,0 +1,159 @@
+"""The prune step: `python -m tierctl.steps prune --campaign DIR --iter N [--device D]`.
+
+Inputs: the base model of campaign.toml (iteration 1) or iter<N-1>/model; the tier maps of
+iter<N-1>/tiers.safetensors (iteration 1: all DENSE); schedule row N's cumulative `dense` / `topk`;
+calibration windows drawn from [data] calib (nsamples x seqlen, seed). The windows are the same in
+every iteration (same source, seed and tokenizer): the schedule, not the data, changes between them.
+
+Outputs, in this order (the step is done <=> metrics.json exists, so it comes last):
+    iter<N>/tiers.safetensors      tier maps (progressive only: baselines have no tier map)
+    iter<N>/act_norms.safetensors  float32 norm per prunable matrix, same keys
+    iter<N>/model/                 the pruned model (atomic directory swap)
+    then ppl_pruned on the eval windows (the eval step's protocol), then iter<N>/metrics.json.
+
+Refuses (BadInput, exit 2) before loading anything heavy when the previous tier map does not match
+schedule row N-1 (the schedule was edited after that iteration ran), names a different block size,
+or is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from tierctl.core.atomic import atomic_path, atomic_write_json, remove_path
+from tierctl.errors import BadInput, StepFailed
+from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, run_step
+
+STEP = "prune"
+
+
+def previous_tiers(ctx: StepContext) -> dict[str, Any] | None:
+    """iter<N-1>'s tier maps, checked against campaign.toml and schedule row N-1; None for iteration 1."""
+    from tierctl.core.tiers import load_tiers
+    from tierctl.lm.prune import check_history
+
+    n, layout, t = ctx.iteration, ctx.layout, ctx.config.tiers
+    if n == 1:
+        return None
+    path = layout.tiers(n - 1)
+    if not path.is_file():
+        raise BadInput(f"{path}: missing: iteration {n - 1} has no tier map (not run yet, or run by a Wanda "
+                       f"baseline, which has none); progressive iteration {n} needs it")
+    maps, meta = load_tiers(path)
+    for key, want in (("block_size", t.block_size), ("topk_per_block", t.topk_per_block)):
+        if key in meta and int(meta[key]) != want:
+            raise BadInput(f"{path}: {key} {meta[key]} differs from [tiers] {key} {want} in {layout.config}")
+    prev_row = ctx.schedule.row(n - 1)
+    check_history(maps, prev_row.dense, prev_row.topk, f"{path}", f"{layout.schedule} row {n - 1}")
+    return maps
+
+
+def save_act_norms(path: Any, norms: dict[str, Any], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.float().contiguous() for k, v in norms.items()}, str(tmp), metadata=metadata)
+
+
+def prune_violations(result: Any, model: Any, block: int, k: int) -> int:
+    """Tier-pattern violations of the pruned weights (must be 0); StepFailed names the first matrix."""
+    from tierctl.core.tiers import count_violations
+    from tierctl.lm.models import prunable_linears
+
+    total = 0
+    for name, lin in prunable_linears(model).items():
+        if name in result.tiers:
+            v = int(count_violations(lin.weight.detach(), result.tiers[name].to(lin.weight.device), block, k))
+            if v:
+                raise StepFailed(f"{name}: {v} weights break the pattern of their tier after pruning")
+            total += v
+    return total
+
+
+def body(ctx: StepContext) -> None:
+    from tierctl.core.tiers import save_tiers
+    from tierctl.lm.evaluate import max_positions
+    from tierctl.lm.models import load_model, save_model
+    from tierctl.lm.prune import PROGRESSIVE, baseline_settings, prune_baseline, prune_model
+    from tierctl.lm.text import calibration_windows, token_stream
+
+    n, cfg, sink, layout, row = ctx.iteration, ctx.config, ctx.sink, ctx.layout, ctx.row
+    method, b, k, d = cfg.prune.method, cfg.tiers.block_size, cfg.tiers.topk_per_block, cfg.data
+    spec = input_model_spec(ctx)
+    prev = previous_tiers(ctx) if method == PROGRESSIVE else None
+    # A rerun replaces the iteration: it is not done while its outputs are being rewritten.
+    remove_path(layout.metrics(n))
+    t_step = time.perf_counter()
+
+    t0 = time.perf_counter()
+    model, tokenizer = load_model(spec, device=ctx.device, dtype=cfg.model.dtype,
+                                  trust_remote_code=cfg.model.trust_remote_code)
+    load_s = time.perf_counter() - t0
+    device = next(model.parameters()).device
+    sink.log(f"loaded {spec} on {device} ({cfg.model.dtype}) in {load_s:.1f}s")
+    limit = max_positions(model)
+    if limit is not None and d.seqlen > limit:
+        raise BadInput(f"{layout.config}: [data] seqlen {d.seqlen} exceeds the model's max_position_embeddings {limit}")
+    windows = calibration_windows(token_stream(d.calib, tokenizer, "train"), d.nsamples, d.seqlen, d.seed,
+                                  what=f"train split of {d.calib}")
+
+    baseline = None if method == PROGRESSIVE else baseline_settings(method, cfg.prune.sparsity, cfg.prune.n,
+                                                                    cfg.prune.m)
+    if method == PROGRESSIVE:
+        sink.log(f"progressive: dense {row.dense:g}, topk {row.topk:g} of the blocks of every matrix "
+                 f"(from {'iter' + str(n - 1) + ' tiers' if prev else 'all dense'})")
+        result = prune_model(model, windows, prev, row.dense, row.topk, b, k, d.batch_size, sink=sink)
+    else:
+        sink.log(f"{method}: one-shot Wanda baseline {baseline}")
+        result = prune_baseline(model, windows, method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m,
+                                d.batch_size, sink=sink)
+    violations = prune_violations(result, model, b, k)
+
+    t0 = time.perf_counter()
+    if method == PROGRESSIVE:
+        save_tiers(layout.tiers(n), result.tiers, b, k, n)
+    else:
+        remove_path(layout.tiers(n))  # left by an earlier progressive run of this iteration
+    calib = {"source": d.calib, "nsamples": d.nsamples, "seqlen": d.seqlen, "seed": d.seed,
+             "batch_size": d.batch_size, "tokens": int(windows.numel())}
+    save_act_norms(layout.act_norms(n), result.act_norms,
+                   {"iteration": str(n), "method": method, **{key: str(v) for key, v in calib.items()}})
+    save_model(model, tokenizer, layout.model(n))
+    save_s = time.perf_counter() - t0
+
+    ev = measure_ppl(ctx, model, tokenizer, "ppl_pruned")
+    metrics = {
+        "iteration": n,
+        "method": method,
+        "schedule_row": asdict(row),
+        "composition": result.composition,
+        "sparsity": result.sparsity,
+        "expected_sparsity": result.expected_sparsity,
+        "per_layer": result.per_layer,
+        "ppl_pruned": ev.ppl,
+        "ppl": None,
+        "mask_violations": None,
+        "prune_violations": violations if method == PROGRESSIVE else None,
+        "tiers": {"block_size": b, "topk_per_block": k} if method == PROGRESSIVE else None,
+        "baseline": baseline,
+        "calibration": calib,
+        "eval": ev.info,
+        "device": str(device),
+        "dtype": cfg.model.dtype,
+        "timings": {"load_s": round(load_s, 3), "calibrate_s": round(result.timings["calibrate_s"], 3),
+                    "prune_s": round(result.timings["prune_s"], 3), "save_s": round(save_s, 3),
+                    "ppl_pruned_s": round(ev.seconds, 3), "step_s": round(time.perf_counter() - t_step, 3)},
+    }
+    atomic_write_json(layout.metrics(n), metrics)
+    sink.log(f"pruned to sparsity {result.sparsity:.4f}; ppl_pruned {ev.ppl:.3f}")
+
+
+def main(argv: list[str]) -> int:
+    return run_step(STEP, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
