@@ -124,6 +124,17 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
+def _log_y(ax: Any) -> None:
+    """Log y axis labelled in plain numbers; minor ticks labelled too when the data span under a decade."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_minor_formatter(plain if hi / lo < 12 else NullFormatter())
+
+
 def ppl_figure(campaigns: list[CampaignData], x: str = "iteration") -> Any:
     """ppl after prune (dashed, hollow) and after fine-tune (solid) of every campaign, against `x`."""
     fig = _new_figure(7.5, 4.2)
@@ -138,7 +149,7 @@ def ppl_figure(campaigns: list[CampaignData], x: str = "iteration") -> Any:
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, style, marker="o", color=color, label=f"{c.name}: {label}",
                         markerfacecolor="white" if style == "--" else color)
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel("iteration" if x == "iteration" else "sparsity of prunable matrices (%)")
     ax.set_ylabel("perplexity (log scale)")
     ax.set_title(f"Perplexity against {x}")
