@@ -178,6 +178,7 @@ def composition_figure(c: CampaignData) -> Any | None:
             ax.bar(xs, vals, bottom=bottom, width=1.0, color=TIER_COLORS[tier], label=TIER_NAMES[tier], linewidth=0)
             bottom += vals
         ax.set_ylim(0, 1)
+        ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_ylabel(f"iter {it.iteration}")
         ax.set_yticks([0, 0.5, 1])
     starts = [i for i, n in enumerate(names) if i == 0 or split_matrix_name(n)[0] != split_matrix_name(names[i - 1])[0]]
