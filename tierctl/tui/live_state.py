@@ -92,6 +92,7 @@ class LiveModel:
         self.events_applied = 0
         self.version = 0  # bumped once per `apply` that changed something: the redraw trigger
         self.phase_version = 0  # bumped on every start and end: the moments the files on disk change
+        self.layers_version = 0  # bumped on every `layer` event (and when a prune restarts)
         self.last_t: float | None = None
 
     # ---- feeding ------------------------------------------------------------------------------
@@ -125,6 +126,7 @@ class LiveModel:
                 self.steps[later] = StepView()
             if e.step == "prune":
                 self.layers.clear()
+                self.layers_version += 1
             elif e.step == "finetune":
                 self.loss.clear()
         elif kind == "progress":
@@ -136,6 +138,7 @@ class LiveModel:
         elif kind == "layer":
             name = str(e.get("name", "?"))
             self.layers[name] = {k: float(e.get(k, 0.0) or 0.0) for k in ("dense", "semi", "topk", "sparsity")}
+            self.layers_version += 1
         elif kind == "metric":
             name = str(e.get("name", ""))
             try:

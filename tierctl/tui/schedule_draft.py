@@ -60,8 +60,12 @@ def row_locks(status: Any) -> dict[int, RowLock]:
             continue
         open_cols = frozenset({"epochs"}) if st.get("prune") == "done" and st.get("finetune") in (
             "pending", "failed") else frozenset()
-        reason = (f"iteration {it.iteration} already ran ({', '.join(ran)}): its files were made with this row, "
-                  "so changing it would make the campaign lie. Add an iteration (n) to change what follows.")
+        running = any(st.get(s) == "running" for s in ("prune", "finetune", "eval"))
+        did = "is being run" if running else "already ran"
+        reason = (f"iteration {it.iteration} {did} ({', '.join(ran)}): its files are made with this row, so "
+                  "changing it would make the campaign lie. Add an iteration (n) to change what follows.")
+        if open_cols:
+            reason += " (Its epochs can still change: the fine-tune has not used them yet.)"
         out[it.iteration] = RowLock(reason, open_cols)
     return out
 

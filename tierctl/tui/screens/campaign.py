@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from typing import Any
 
 from rich.console import Group
@@ -41,10 +42,11 @@ from tierctl.tui.widgets.composition_panel import CompositionPanel
 from tierctl.tui.widgets.log_tail import LogTail
 from tierctl.tui.widgets.loss_chart import LossChart
 from tierctl.tui.widgets.ppl_chart import PplChart
-from tierctl.tui.widgets.run_controls import RunPanel, RunState
+from tierctl.tui.widgets.run_controls import RunPanel, RunState, next_step
 from tierctl.tui.widgets.schedule_editor import ScheduleEditor
 
 VIEWS = ("schedule", "live", "results")
+EVENTS_PER_TICK = 20_000
 
 
 def short_states(status: Any) -> dict[int, str]:
@@ -98,6 +100,7 @@ class CampaignScreen(RunActions, Screen[None]):
         self.live_refreshes = 0  # redraws of the live panels (coalescing: far fewer than events)
         self.status_loads = 0
         self._queue: queue.SimpleQueue[tuple[int | None, bool, list[Event]]] = queue.SimpleQueue()
+        self._pending: deque[tuple[int | None, bool, list[Event]]] = deque()
         self._stop = threading.Event()
         self._pid: int | None = None
         self._phase = -1
@@ -205,14 +208,21 @@ class CampaignScreen(RunActions, Screen[None]):
     # ---- the tick: drain events, redraw once ----------------------------------------------------
 
     def _tick(self) -> None:
-        while True:
-            try:
-                iteration, over, events = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        budget = EVENTS_PER_TICK  # a backlog (re-attaching to a long run) is spread over a few ticks
+        while budget > 0:
+            if not self._pending:
+                try:
+                    self._pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            iteration, over, events = self._pending.popleft()
             if over:
                 self.model = LiveModel(iteration)
+            if len(events) > budget:
+                self._pending.appendleft((iteration, False, events[budget:]))
+                events = events[:budget]
             self.model.apply(events)
+            budget -= len(events)
         pid = jobs.active_pid(self.campaign)
         launched_note = self._check_launched(pid)
         if pid != self._pid or self.model.phase_version != self._phase:
@@ -272,7 +282,9 @@ class CampaignScreen(RunActions, Screen[None]):
             t.append(f"  {len(self.draft.rows)} iterations", style="dim")
         if self._pid is not None:
             step = self.model.running_step
-            doing = f"iteration {self.model.iteration} {step}" if step else "starting"
+            following = next_step(self.model)
+            doing = (f"iteration {self.model.iteration} {step}" if step else
+                     f"iteration {self.model.iteration} (starting {following})" if following else "starting")
             t.append(f"  ● running {doing}", style="bold #42a5f5")
         self.query_one("#campaign-title", Static).update(t)
 

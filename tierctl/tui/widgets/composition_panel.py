@@ -31,13 +31,20 @@ class CompositionPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(id="composition-body")
 
+    _key: tuple[int, ...] | None = None
+
     def on_resize(self) -> None:
         if self._last is not None:
+            self._key = None
             self.show(*self._last)
 
     def show(self, model: LiveModel | None, stored: tuple[int, Mapping[str, Mapping[str, float]]] | None) -> None:
         """`stored` is (iteration, per_layer) of the latest iteration on disk, used when nothing is live."""
-        self._last = (model, stored)
+        key = (id(model), model.layers_version if model is not None else -1, id(stored[1]) if stored else 0,
+               model.steps["prune"].done if model is not None else 0, self.scrollable_content_region.width)
+        if key == self._key:
+            return
+        self._last, self._key = (model, stored), key
         body = self.query_one("#composition-body", Static)
         if model is not None and model.layers:
             head = Text(f"iteration {model.iteration}  ", style="bold")

@@ -18,9 +18,13 @@ class LossChart(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._model: LiveModel | None = None
+        self._key: tuple[int, int, float | None] | None = None
 
     def show(self, model: LiveModel) -> None:
-        self._model = model
+        key = (id(model), model.loss.count, model.metrics.get("lr"))
+        if key == self._key:
+            return
+        self._model, self._key = model, key
         self.update(self._renderable())
 
     def on_resize(self) -> None:
@@ -32,7 +36,11 @@ class LossChart(Static):
         if model is None or not model.loss.points:
             return Text("fine-tune loss: no fine-tune step in the followed iteration yet", style="dim")
         series = model.loss
-        pts = [(i * series.stride + 1, v) for i, v in enumerate(series.points)]
+        # A plot column shows one value: more points than twice the width only cost drawing time.
+        step = max(1, len(series.points) // max(1, 2 * self.content_size.width))
+        pts = [(i * series.stride + 1, series.points[i]) for i in range(0, len(series.points), step)]
+        if (len(series.points) - 1) % step:
+            pts.append(((len(series.points) - 1) * series.stride + 1, series.points[-1]))
         lo = min(series.points)
         lr = model.metrics.get("lr")
         title = f"fine-tune loss  last {series.last:.4g}  min {lo:.4g}  ({series.count} reports)"

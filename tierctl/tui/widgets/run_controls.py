@@ -48,6 +48,13 @@ def steps_line(model: LiveModel, active: bool) -> Text:
     return out
 
 
+def next_step(model: LiveModel) -> str | None:
+    """The step a run goes on with after the last one that ended (None before any event, or at the end)."""
+    if model.iteration is None or not any(model.steps[s].status != PENDING for s in STEPS):
+        return None
+    return next((s for s in STEPS if model.steps[s].status != DONE), None)
+
+
 def progress_renderable(model: LiveModel, run: RunState) -> Group:
     """The progress bar of the step being run, or what the panel knows instead."""
     active = run.active_pid is not None
@@ -67,6 +74,8 @@ def progress_renderable(model: LiveModel, run: RunState) -> Group:
         failed = model.failed_step
         if run.starting:
             msg = Text("starting the run…", style="#42a5f5")
+        elif active and next_step(model) is not None:
+            msg = Text(f"starting the {next_step(model)} step of iteration {model.iteration}…", style="#42a5f5")
         elif active:
             msg = Text(f"a run holds the campaign lock (pid {run.active_pid}); waiting for its events",
                        style="#42a5f5")
