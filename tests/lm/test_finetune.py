@@ -228,6 +228,15 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
     assert result.resumed_from == 0
 
 
+def test_a_checkpoint_resumes_with_the_global_batch_split_differently(tmp_path: Path) -> None:
+    straight, _ = run(None)
+    run(tmp_path / "ckpt", stop=7)  # batch 2 x grad_accum 2
+    resumed, result = run(tmp_path / "ckpt", batch_size=4, grad_accum=1)  # as 2 processes x batch 2 would
+    assert result.resumed_from == 6
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)
+
+
 def test_a_checkpoint_at_the_last_step_resumes_to_the_same_result(tmp_path: Path) -> None:
     first, done = run(tmp_path / "ckpt")
     again, result = run(tmp_path / "ckpt")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,11 +51,16 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> CampaignLayout:
     return layout
 
 
+def torchrun_argv(layout: CampaignLayout) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "tierctl.steps", "finetune", "--campaign", str(layout.root), "--iter", "1"]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def torchrun(layout: CampaignLayout) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tierctl.steps", "finetune", "--campaign", str(layout.root), "--iter", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(torchrun_argv(layout), capture_output=True, text=True, env=ENV, timeout=300)
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
@@ -86,3 +93,30 @@ def test_two_processes_keep_the_masks_and_match_one_process(strategy: str, tmp_p
     events = [e for e in read_events(layout.events(1)) if e.step == "finetune"]
     assert [e.event for e in events].count("start") == 1  # only rank 0 writes events
     assert events[-1].event == "end" and events[-1].get("status") == "ok"
+
+
+def test_fsdp2_killed_after_a_checkpoint_resumes_its_sharded_optimizer_state(tmp_path: Path,
+                                                                             one_process: CampaignLayout) -> None:
+    from tierctl.campaign.runner import process_groups
+
+    layout = campaign(tmp_path, batch_size=2, run={"strategy": "fsdp2"}, checkpoint_every=1, **SETTINGS)
+    proc = subprocess.Popen(torchrun_argv(layout), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+                            start_new_session=True)
+    state = layout.finetune_checkpoint(1) / "state.json"
+    deadline = time.time() + 240
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    for group in process_groups(proc.pid):  # torchrun's workers too: they live in sessions of their own
+        os.killpg(group, signal.SIGKILL)
+    proc.wait()
+    assert not (layout.model(1) / "finetune.json").exists()
+    killed_at = json.loads(state.read_text())["step"]
+
+    rerun = torchrun(layout)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    ledger = json.loads((layout.model(1) / "finetune.json").read_text())
+    assert 1 <= ledger["resumed_from"] == killed_at < 8 and ledger["mask_violations"] == 0
+    want = weights(one_process)  # lost or zeroed Adam moments would be off by ~lr = 1e-3
+    for key, w in weights(layout).items():
+        torch.testing.assert_close(w, want[key], rtol=0, atol=WEIGHT_ATOL, msg=key)

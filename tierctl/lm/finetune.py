@@ -66,10 +66,12 @@ class FinetuneSettings:
         return cls(epochs=epochs, **{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a checkpoint must agree on to be resumed (the cadences may change in between)."""
+        """What a checkpoint must agree on to be resumed. The cadences may change in between, and so
+        may the split of the global batch (the plan carries it): a run killed on 8 processes with
+        batch 2 resumes exactly on 4 with batch 4, or on 1 with grad_accum 8."""
         d = dataclasses.asdict(self)
-        d.pop("checkpoint_every")
-        d.pop("log_every")
+        for key in ("checkpoint_every", "log_every", "batch_size", "grad_accum"):
+            d.pop(key)
         return d
 
 
