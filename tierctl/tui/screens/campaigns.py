@@ -18,7 +18,8 @@ from tierctl.errors import TierctlError
 from tierctl.render import comp_bar
 
 STATE_STYLES = {"running": "bold #42a5f5", "failed": "bold #ef5350", "complete": "#66bb6a", "new": "dim",
-                "broken": "bold #ef5350", "resumable": "#ffa726"}
+                "broken": "bold #ef5350", "resumable": "#ffa726",
+                "interrupted": "#ffa726"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class CampaignRow:
 
 
 def summarize(layout: CampaignLayout) -> CampaignRow:
-    """State of one campaign: running, failed, complete, resumable (some done), new, or broken."""
+    """State of one campaign: running, failed, interrupted, complete, resumable (some done), new, or broken."""
     from tierctl.campaign.config import load_config
     from tierctl.campaign.state import campaign_status
 
@@ -53,7 +54,9 @@ def summarize(layout: CampaignLayout) -> CampaignRow:
     if "running" in states:
         state = "running"
     elif "failed" in states:
-        state = "failed"
+        errors = [str(e) for it in its for e in it.errors.values()]
+        # a killed run leaves a start without an end: resumable, not broken
+        state = "interrupted" if errors and all(e.startswith("interrupted") for e in errors) else "failed"
     elif its and done == len(its):
         state = "complete"
     elif "done" in states:
