@@ -85,16 +85,27 @@ def _fold(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Sum over `dim` in float64 by folding in halves (element i + element i + L//2; an odd L carries its last).
 
     The fixed tree makes the result independent of kernels and devices: each level is one elementwise add.
+    The first level writes a fresh float64 buffer (x is never written); later levels fold it in place.
     """
-    if x.shape[dim] == 1:
+    length = x.shape[dim]
+    if length == 1:
         return x.squeeze(dim).to(torch.float64)
-    while (length := x.shape[dim]) > 1:
-        half = length // 2
-        y = x.narrow(dim, 0, half)
-        y = y.to(torch.float64) if y.dtype != torch.float64 else y.clone()
-        y += x.narrow(dim, half, half)  # float64 add (a float32 operand is widened exactly first)
-        x = torch.cat([y, x.narrow(dim, 2 * half, 1).to(torch.float64)], dim) if length % 2 else y
-    return x.squeeze(dim)
+    half, odd = divmod(length, 2)
+    shape = list(x.shape)
+    shape[dim] = half + odd
+    y = torch.empty(shape, dtype=torch.float64, device=x.device)
+    first = y.narrow(dim, 0, half)
+    first.copy_(x.narrow(dim, 0, half))  # widening float32 -> float64 is exact
+    first += x.narrow(dim, half, half)  # so this is one float64 addition per element
+    while True:
+        if odd:  # the odd one out moves to the end of the shorter sequence
+            y.narrow(dim, half, 1).copy_(x.narrow(dim, 2 * half, 1))
+        y = y.narrow(dim, 0, half + odd)
+        if y.shape[dim] == 1:
+            return y.squeeze(dim)
+        x = y
+        half, odd = divmod(y.shape[dim], 2)
+        y.narrow(dim, 0, half).add_(y.narrow(dim, half, half))
 
 
 @torch.no_grad()
@@ -105,7 +116,7 @@ def block_scores(weight: torch.Tensor, norm: torch.Tensor, block_size: int = 16)
     b = block_size
     s = _weight_scores(weight[: R * b, : C * b], norm[: C * b])  # [R*b, C*b]
     rows = _fold(s.view(R, b, C * b), 1)  # [R, C*b]: per block, the sum of its rows
-    return _fold(rows.view(R, C, b), 2)  # [R, C]
+    return _fold(rows.view(R, C, b), 2).contiguous()  # [R, C]
 
 
 def _block_sums(s: torch.Tensor) -> torch.Tensor:
@@ -136,15 +147,19 @@ def _keep_top(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _keep_top_small(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Rank each position of a short last dim: position j beats i if x_j > x_i, or x_j == x_i and j < i."""
-    cols = x.unbind(-1)
-    rank = [torch.zeros(x.shape[:-1], dtype=torch.uint8, device=x.device) for _ in cols]
-    for i in range(len(cols)):  # the fixed position pairs of one group, not the groups
-        for j in range(i + 1, len(cols)):
-            i_wins = cols[i] >= cols[j]
-            rank[j] += i_wins
-            rank[i] += ~i_wins
-    return torch.stack([r < n for r in rank], dim=-1)
+    """Rank each position of a short last dim: position j beats i if x_j > x_i, or x_j == x_i and j < i.
+
+    Loops over the m(m-1)/2 position pairs of one group (6 for 2:4); every op runs on all groups at once,
+    on contiguous columns.
+    """
+    m = x.shape[-1]
+    cols = x.movedim(-1, 0).contiguous()  # [m, ...]
+    wins = torch.zeros(cols.shape, dtype=torch.uint8, device=x.device)
+    for i in range(m):
+        for j in range(i + 1, m):
+            wins[i] += cols[i] >= cols[j]  # a tie goes to the lower position
+            wins[j] += cols[j] > cols[i]
+    return (wins >= m - n).movedim(0, -1)  # rank = m - 1 - wins < n
 
 
 def _check_scores(scores: torch.Tensor) -> None:
@@ -265,7 +280,7 @@ def progressive_step(weight: torch.Tensor, norm: torch.Tensor, tiers: torch.Tens
     if d1:  # phase 1: the lowest DENSE blocks become 2:4, then are re-scored on their 2:4 weights
         d1_idx = _lowest(scores, (t == DENSE).nonzero().squeeze(1), d1)
         w1, s1 = scores_of(d1_idx)
-        keep24 = _keep_top(s1.view(d1, b, b // 4, 4), 2).view(d1, b, b)
+        keep24 = _keep_top(s1.view(d1, b, b // 4, 4), 2).reshape(d1, b, b)
         s1.masked_fill_(~keep24, 0)
         alive1 = keep24 & (w1 != 0)
         scores[d1_idx] = _block_sums(s1)
@@ -301,8 +316,10 @@ def keep_mask(weight: torch.Tensor, tiers: torch.Tensor, block_size: int = 16) -
     The fine-tune mask: a pruned weight is zero, so it stays out and is never revived.
     """
     R, C = _check_tiers(weight, tiers, block_size)
+    b = block_size
     keep = weight != 0
-    _block_view(keep, R, C, block_size).logical_or_((tiers.to(weight.device) == DENSE).view(R, 1, C, 1))
+    dense_cols = (tiers.to(weight.device) == DENSE).repeat_interleave(b, dim=1)  # [R, C*b]
+    keep[: R * b, : C * b].view(R, b, C * b).logical_or_(dense_cols.unsqueeze(1))  # long contiguous rows
     keep[R * block_size:, :] = True
     keep[:, C * block_size:] = True
     return keep
