@@ -243,6 +243,9 @@ class CampaignScreen(RunActions, Screen[None]):
         if code == 0:
             return "run finished"
         reason = launched.error_line() or f"tierctl run exited with code {code}"
+        if code in (130, 143):  # stopped by a signal (a cancel): resumable, not an error
+            self.notify(reason, title="run stopped", timeout=6)
+            return "run stopped"
         self.query_one(LogTail).note(reason, "error")
         self.notify(reason, title=f"run ended (exit {code})", severity="error", timeout=8)
         return f"run ended with exit code {code}"

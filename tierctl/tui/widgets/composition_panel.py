@@ -65,3 +65,5 @@ class CompositionPanel(VerticalScroll):
         bar = max(3, min(16, (width - 16) // kinds - 2)) if width else 6
         body.update(Group(head, composition_legend(_mean(per_layer)),
                           layer_composition_table(per_layer, bar_width=bar)))
+        if model is not None and model.steps["prune"].status == "running":
+            self.call_after_refresh(self.scroll_end, animate=False)  # follow the layer being pruned

@@ -38,7 +38,7 @@ def steps_line(model: LiveModel, active: bool) -> Text:
     for s in STEPS:
         view = model.steps[s]
         status = view.status
-        if status == RUNNING and not active:
+        if (status == RUNNING and not active) or (status == FAILED and view.error == "interrupted"):
             out.append(f"  {s} ", style="")
             out.append("interrupted", style="#ffa726")
             continue
@@ -79,6 +79,8 @@ def progress_renderable(model: LiveModel, run: RunState) -> Group:
         elif active:
             msg = Text(f"a run holds the campaign lock (pid {run.active_pid}); waiting for its events",
                        style="#42a5f5")
+        elif failed is not None and model.steps[failed].error == "interrupted":
+            msg = Text(f"{failed} was interrupted: run the iteration again to resume", style="#ffa726")
         elif failed is not None:
             msg = Text(f"{failed} failed: {model.steps[failed].error}", style="#ef5350")
         elif model.running_step is not None:
