@@ -7,7 +7,8 @@ Prints two ratios:
    top-k .10) vs one elementwise pass `weight.abs() * norm` (the floor: every weight must be read once).
    Target: 5x or less.
 
-Run: .venv/bin/python bench/core.py [--loop-blocks N] [--repeats N] [--device cpu|cuda]
+Run: .venv/bin/python bench/core.py [--loop-blocks N] [--repeats N] [--device cpu|cuda] [--threads N] [--cpu-time]
+On a shared, busy machine `--threads 1 --cpu-time` gives steadier ratios (process CPU time, one thread).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tierctl.core.tiers import block_scores, composition, progressive_step
 OUT, IN, BLOCK, K = 4096, 11008, 16, 10
 
 
-def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of `repeats` calls after one warm-up call."""
+def timed(fn: Callable[[], object], repeats: int, device: torch.device, clock: Callable[[], float]) -> float:
+    """Median time of `repeats` calls after one warm-up call."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -34,10 +35,10 @@ def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float
     sync()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -53,8 +54,13 @@ def main() -> None:
     ap.add_argument("--loop-blocks", type=int, default=3000, help="blocks timed in the Python loop")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--cpu-time", action="store_true", help="process CPU time instead of wall time")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(OUT, IN, generator=g).to(device)
@@ -65,19 +71,20 @@ def main() -> None:
     del weight, keep1
     n_blocks = tiers1.numel()
 
-    t_pass = timed(lambda: w1.abs() * norm, args.repeats, device)
-    t_step = timed(lambda: progressive_step(w1, norm, tiers1, 0.80, 0.10), args.repeats, device)
-    t_scores = timed(lambda: block_scores(w1, norm), args.repeats, device)
+    t_pass = timed(lambda: w1.abs() * norm, args.repeats, device, clock)
+    t_step = timed(lambda: progressive_step(w1, norm, tiers1, 0.80, 0.10), args.repeats, device, clock)
+    t_scores = timed(lambda: block_scores(w1, norm), args.repeats, device, clock)
 
     cols = IN // BLOCK
     subset = [(i // cols, i % cols) for i in range(0, n_blocks, max(1, n_blocks // args.loop_blocks))]
     subset = subset[: args.loop_blocks]
-    t_loop_subset = timed(lambda: loop_block_scores(w1, norm, subset), 1, device)
+    t_loop_subset = timed(lambda: loop_block_scores(w1, norm, subset), 1, device, clock)
     t_loop = t_loop_subset * n_blocks / len(subset)
 
     tiers2, _ = progressive_step(w1, norm, tiers1, 0.80, 0.10)
     comp = composition(tiers2)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"{'process CPU' if args.cpu_time else 'wall'} time; "
           f"weight {OUT}x{IN} float32, block {BLOCK}, k {K}, {n_blocks} blocks")
     print(f"iteration 2 composition: dense {comp['dense']:.4f} semi {comp['semi']:.4f} topk {comp['topk']:.4f}")
     print(f"elementwise pass |W|*norm      {t_pass * 1e3:9.1f} ms  (median of {args.repeats})")

@@ -260,3 +260,20 @@ def test_keep_is_the_fine_tune_mask_of_the_pruned_weight() -> None:
     assert torch.equal(keep, keep_mask(w * keep, tiers, 8))
     dense = keep[:8, :8] if tiers[0, 0] == DENSE else None
     assert dense is None or bool(dense.all())
+
+
+def test_a_transposed_weight_gives_the_same_result_as_a_contiguous_one() -> None:
+    g = torch.Generator().manual_seed(10)
+    w = torch.randn(40, 34, generator=g).t()  # [34, 40] with column-major strides
+    norm = torch.rand(40, generator=g)
+    tiers, keep = assert_same_as_reference(w, norm, all_dense(w, 8), 0.5, 0.2, 8, 5)
+    again, keep_c = progressive_step(w.contiguous(), norm, all_dense(w, 8), 0.5, 0.2, 8, 5)
+    assert torch.equal(tiers, again) and torch.equal(keep, keep_c)
+
+
+def test_when_rounded_targets_overlap_phase_2_takes_every_semi_block() -> None:
+    """3 blocks at dense .5 / top-k .5: round(1.5) == 2 dense and 2 top-k cannot both hold; dense wins."""
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(4, 12, generator=g)
+    tiers, _ = assert_same_as_reference(w, torch.rand(12, generator=g), all_dense(w, 4), 0.5, 0.5, 4, 2)
+    assert sorted(tiers.flatten().tolist()) == [DENSE, DENSE, TOPK]

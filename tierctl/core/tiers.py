@@ -113,6 +113,7 @@ def block_scores(weight: torch.Tensor, norm: torch.Tensor, block_size: int = 16)
     """Float64 `[out // b, in // b]`: the sum of `|W| * norm` over each full block (fixed order, module doc)."""
     R, C = _full_blocks(weight, block_size)
     _check_norm(weight, norm)
+    norm = norm.to(weight.device)
     b = block_size
     s = _weight_scores(weight[: R * b, : C * b], norm[: C * b])  # [R*b, C*b]
     rows = _fold(s.view(R, b, C * b), 1)  # [R, C*b]: per block, the sum of its rows
@@ -254,6 +255,7 @@ def progressive_step(weight: torch.Tensor, norm: torch.Tensor, tiers: torch.Tens
     R, C = _check_tiers(weight, tiers, b)
     _check_norm(weight, norm)
     dev = weight.device
+    norm = norm.to(dev)
     t = tiers.reshape(-1).to(dev)  # flat row-major block index -> tier
     n = R * C
     n_dense, n_topk = target_counts(dense, topk, n)
