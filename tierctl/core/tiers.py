@@ -137,10 +137,10 @@ def _keep_top(x: torch.Tensor, n: int) -> torch.Tensor:
         return torch.zeros_like(x, dtype=torch.bool)
     if length <= 8:  # small groups (2:4, n:m): a rank by pairwise comparisons beats topk's per-row cost
         return _keep_top_small(x, n)
-    if n <= length // 2:
-        v = x.topk(n, dim=-1, sorted=False).values.amin(-1, keepdim=True)  # the n-th largest value
-    else:
-        v = x.kthvalue(length - n + 1, dim=-1, keepdim=True).values
+    if n <= length // 2:  # the n-th largest value: the least of the n largest ...
+        v = x.topk(n, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    else:  # ... or the greatest of the length - n + 1 smallest (topk beats kthvalue on CPU either way)
+        v = x.topk(length - n + 1, dim=-1, largest=False, sorted=False).values.amax(-1, keepdim=True)
     above = x > v
     at = x == v
     room = n - above.sum(-1, keepdim=True)  # how many of the entries equal to v still fit, lowest index first
