@@ -286,8 +286,9 @@ class CampaignScreen(RunActions, Screen[None]):
         if self._pid is not None:
             step = self.model.running_step
             following = next_step(self.model)
-            doing = (f"iteration {self.model.iteration} {step}" if step else
-                     f"iteration {self.model.iteration} (starting {following})" if following else "starting")
+            it = self.model.iteration
+            doing = (f"iteration {it} {step}" if step else f"iteration {it} (starting {following})" if following
+                     else f"(iteration {it} done)" if it is not None else "(starting)")
             t.append(f"  ● running {doing}", style="bold #42a5f5")
         self.query_one("#campaign-title", Static).update(t)
 

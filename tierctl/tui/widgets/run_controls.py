@@ -76,6 +76,8 @@ def progress_renderable(model: LiveModel, run: RunState) -> Group:
             msg = Text("starting the run…", style="#42a5f5")
         elif active and next_step(model) is not None:
             msg = Text(f"starting the {next_step(model)} step of iteration {model.iteration}…", style="#42a5f5")
+        elif active and model.iteration is not None and all(v.status == DONE for v in model.steps.values()):
+            msg = Text(f"iteration {model.iteration} is done; waiting for the run to go on or end", style="#42a5f5")
         elif active:
             msg = Text(f"a run holds the campaign lock (pid {run.active_pid}); waiting for its events",
                        style="#42a5f5")
