@@ -141,10 +141,14 @@ def _keep_top(x: torch.Tensor, n: int) -> torch.Tensor:
         v = x.topk(n, dim=-1, sorted=False).values.amin(-1, keepdim=True)
     else:  # ... or the greatest of the length - n + 1 smallest (topk beats kthvalue on CPU either way)
         v = x.topk(length - n + 1, dim=-1, largest=False, sorted=False).values.amax(-1, keepdim=True)
-    above = x > v
-    at = x == v
-    room = n - above.sum(-1, keepdim=True)  # how many of the entries equal to v still fit, lowest index first
-    return above | (at & (at.cumsum(-1, dtype=torch.int32) <= room))
+    keep = (x >= v).reshape(-1, length)
+    crowded = (keep.sum(-1) > n).nonzero().squeeze(1)  # rows where entries equal to v cross the cut
+    if crowded.numel():
+        xc, vc = x.reshape(-1, length)[crowded], v.reshape(-1, 1)[crowded]
+        above, at = xc > vc, xc == vc
+        room = n - above.sum(-1, keepdim=True)  # how many entries equal to v still fit, lowest index first
+        keep[crowded] = above | (at & (at.cumsum(-1, dtype=torch.int32) <= room))
+    return keep.view(x.shape)
 
 
 def _keep_top_small(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -290,19 +294,19 @@ def progressive_step(weight: torch.Tensor, norm: torch.Tensor, tiers: torch.Tens
         changed.append((d1_idx, alive1))
     if d2:  # phase 2: all SEMI blocks (old and new) compete; the lowest keep their k best entries
         d2_idx = _lowest(scores, (new_t == SEMI).nonzero().squeeze(1), d2)
-        s2 = torch.empty(d2, b, b, dtype=_score_dtype(weight, norm), device=dev)
-        alive2 = torch.empty(d2, b, b, dtype=torch.bool, device=dev)
-        fresh = torch.zeros(d2, dtype=torch.bool, device=dev)  # demoted twice in this step
+        old_idx = d2_idx
+        sources = []  # (indices, S on the current weights, non-zero mask): SEMI since phase 1, and older
         if d1_idx is not None:
             pos = torch.searchsorted(d1_idx, d2_idx).clamp_(max=d1 - 1)
-            fresh = d1_idx[pos] == d2_idx
-            s2[fresh], alive2[fresh] = s1[pos[fresh]], alive1[pos[fresh]]
-        if not bool(fresh.all()):
-            w_old, s_old = scores_of(d2_idx[~fresh])
-            s2[~fresh], alive2[~fresh] = s_old, w_old != 0
-        alive2 &= _keep_top(s2.view(d2, b * b), k).view(d2, b, b)
+            fresh = d1_idx[pos] == d2_idx  # demoted twice in this step
+            sources.append((d2_idx[fresh], s1[pos[fresh]], alive1[pos[fresh]]))
+            old_idx = d2_idx[~fresh]
+        if old_idx.numel():
+            w_old, s_old = scores_of(old_idx)
+            sources.append((old_idx, s_old, w_old != 0))
+        for idx, s, alive in sources:
+            changed.append((idx, alive & _keep_top(s.reshape(-1, b * b), k).view(s.shape)))
         new_t[d2_idx] = TOPK
-        changed.append((d2_idx, alive2))
 
     keep = keep_mask(weight, new_t.view(R, C), b)
     blocks = _block_view(keep, R, C, b)
