@@ -40,3 +40,16 @@ def test_help_exits_0_and_lists_the_commands():
     assert out.returncode == 0
     for command in ("init", "run", "status", "schedule"):
         assert command in out.stdout
+
+
+def test_the_runner_process_imports_no_heavy_module(tmp_path):
+    """`tierctl run` only launches steps; torch and transformers load in the step processes."""
+    from tests.campaign.step_files import iteration_done
+    from tests.helpers import make_campaign
+
+    layout = make_campaign(tmp_path)
+    iteration_done(layout, 1)
+    code = ("from typer.testing import CliRunner\nfrom tierctl.cli import app\n"
+            f"r = CliRunner().invoke(app, ['run', {str(layout.root)!r}, '--iter', '1'])\n"
+            "assert r.exit_code == 0, r.output\nimport tierctl.live")
+    assert imported_after(code) == []

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tests.campaign.step_files import iteration_done, prune_done
 from tests.helpers import make_campaign
-from tierctl.campaign.layout import CampaignLock
+from tierctl.campaign.layout import CampaignLayout, CampaignLock, holder_of
+from tierctl.campaign.runner import process_groups
 from tierctl.cli import app
+from tierctl.core.events import read_events
 
 runner = CliRunner()
 
@@ -192,3 +199,169 @@ def test_live_panels_redraw_at_their_own_pace_not_per_event(tmp_path):
     elapsed = time.monotonic() - t0
     assert view.model.events_applied == len(events)
     assert view.renders <= 3 + elapsed * REFRESH_HZ * 2
+
+
+# --- end to end: the real steps on copies of the shipped tiny-smoke campaign -------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "campaigns" / "tiny-smoke"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def smoke_copy(dest: Path, rows: int | None = None) -> CampaignLayout:
+    """campaign.toml and schedule.csv of tiny-smoke (its first `rows` iterations) in a fresh directory."""
+    dest.mkdir(parents=True)
+    shutil.copy(SMOKE / "campaign.toml", dest / "campaign.toml")
+    lines = (SMOKE / "schedule.csv").read_text().splitlines()
+    (dest / "schedule.csv").write_text("\n".join(lines[: rows + 1] if rows else lines) + "\n")
+    return CampaignLayout(dest)
+
+
+def tierctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tierctl", *args], capture_output=True, text=True, env=ENV,
+                          timeout=900)
+
+
+def start_run(layout: CampaignLayout) -> subprocess.Popen:
+    """`tierctl run --all` with stdout piped (so: events as JSON lines)."""
+    return subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def read_until(proc: subprocess.Popen, pred) -> dict:
+    for line in proc.stdout:
+        event = json.loads(line)
+        if pred(event):
+            return event
+    raise AssertionError(f"the run ended (exit {proc.wait()}) before the awaited event: {proc.stderr.read()}")
+
+
+def step_group(runner_pid: int) -> int:
+    """The process group of the step the runner is running (its only child, in a session of its own)."""
+    (group,) = process_groups(runner_pid)
+    return group
+
+
+def tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def assert_same_outputs(a: CampaignLayout, b: CampaignLayout, n: int) -> None:
+    """Same tier maps and the same final weights, bit for bit."""
+    import torch
+
+    ta, tb = tensors(a.tiers(n)), tensors(b.tiers(n))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    files = sorted(p.name for p in a.model(n).glob("*.safetensors"))
+    assert files and files == sorted(p.name for p in b.model(n).glob("*.safetensors"))
+    for name in files:
+        wa, wb = tensors(a.model(n) / name), tensors(b.model(n) / name)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), f"iter{n}/model/{name}"
+    ma, mb = json.loads(a.metrics(n).read_text()), json.loads(b.metrics(n).read_text())
+    assert (ma["ppl_pruned"], ma["ppl"]) == (mb["ppl_pruned"], mb["ppl"])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """tiny-smoke run once, uninterrupted, with `--all`: the reference of the interrupted runs."""
+    layout = smoke_copy(tmp_path_factory.mktemp("reference") / "tiny-smoke")
+    return layout, tierctl("run", str(layout.root), "--all")
+
+
+@pytest.mark.slow
+def test_tiny_smoke_runs_every_iteration_and_prints_exactly_the_step_events(smoke_run):
+    layout, out = smoke_run
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    lines = out.stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    phases = [(e["iter"], e["step"], e["event"]) for e in events if e["event"] in ("start", "end")]
+    steps = ("prune", "finetune", "eval")
+    assert phases == [(n, s, kind) for n in (1, 2, 3) for s in steps for kind in ("start", "end")]
+    assert all(e["status"] == "ok" for e in events if e["event"] == "end")
+    for n in (1, 2, 3):  # stdout carries each iteration's events.jsonl, line for line
+        assert [line for line, e in zip(lines, events, strict=True) if e["iter"] == n] == \
+            layout.events(n).read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_after_the_run_status_json_says_every_step_is_done(smoke_run):
+    layout, _ = smoke_run
+    out = tierctl("status", str(layout.root), "--json")
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["campaign"] == "tiny-smoke"
+    rows = [(0.90, 0.10, 0.00), (0.80, 0.10, 0.10), (0.65, 0.20, 0.15)]
+    for it, (dense, semi, topk) in zip(status["iterations"], rows, strict=True):
+        assert it["steps"] == {"prune": "done", "finetune": "done", "eval": "done"}
+        comp = it["composition"]
+        assert comp["dense"] == pytest.approx(dense, abs=0.03) and comp["topk"] == pytest.approx(topk, abs=0.03)
+        assert comp["semi"] == pytest.approx(semi, abs=0.03)
+        assert it["ppl"] > 1 and it["ppl_pruned"] > 1
+        assert json.loads(layout.metrics(it["iteration"]).read_text())["mask_violations"] == 0
+    assert [it["sparsity"] for it in status["iterations"]] == sorted(it["sparsity"] for it in status["iterations"])
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninterrupted_run(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=2)
+    proc = start_run(layout)
+    read_until(proc, lambda e: e["iter"] == 1 and e["step"] == "finetune" and e["event"] == "progress"
+               and e["done"] >= 3)
+    step = step_group(proc.pid)
+    os.killpg(step, signal.SIGSTOP)  # hold it still while we look
+    assert layout.finetune_checkpoint(1).is_dir()  # so the resume has a checkpoint to resume from
+    assert not any(e.event == "end" for e in read_events(layout.events(1)) if e.step == "finetune")
+    second = tierctl("run", str(layout.root), "--all")  # one runner per campaign
+    assert second.returncode == 2
+    assert f"campaign is being run by pid {proc.pid} on " in second.stderr
+    os.killpg(step, signal.SIGKILL)
+    proc.stdout.read()
+    assert proc.wait() == 1
+    assert proc.stderr.read() == (f"tierctl: iteration 1 finetune failed: killed by SIGKILL (log: "
+                                  f"{layout.step_log(1, 'finetune')})\n")
+    assert json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][0]["steps"] == \
+        {"prune": "done", "finetune": "failed", "eval": "pending"}
+
+    # Resume; this time kill -9 the runner itself while iteration 2 prunes.
+    proc = start_run(layout)
+    read_until(proc, lambda e: e["iter"] == 2 and e["step"] == "prune" and e["event"] == "start")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = [e.get("msg", "") for e in read_events(layout.events(1)) if e.event == "log"]
+    assert any(m.startswith("resuming from optimizer step") for m in resumed)
+    deadline = time.monotonic() + 120
+    while holder_of(layout.lock) is not None:  # the orphaned step kept the lock until it ended
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    out = tierctl("run", str(layout.root), "--all")
+    assert out.returncode == 0, out.stderr
+    for n in (1, 2):
+        assert_same_outputs(reference, layout, n)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_step_group_and_leaves_the_campaign_resumable(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
+    proc = start_run(layout)
+    read_until(proc, lambda e: e["step"] == "finetune" and e["event"] == "progress")
+    step = step_group(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    proc.stdout.read()
+    assert proc.wait() == 130
+    assert proc.stderr.read() == (f"tierctl: interrupted (SIGINT): stopped iteration 1 finetune; resume with: "
+                                  f"tierctl run {layout.root} --all\n")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(step, 0)  # nothing of the step is left
+    assert holder_of(layout.lock) is None
+    ends = [e for e in read_events(layout.events(1)) if e.step == "finetune" and e.event == "end"]
+    assert [(e.get("status"), e.get("error")) for e in ends] == [("failed", "interrupted")]
+
+    out = tierctl("run", str(layout.root), "--all")
+    assert out.returncode == 0, out.stderr
+    assert_same_outputs(reference, layout, 1)

@@ -113,7 +113,7 @@ def process_groups(pid: int) -> set[int]:
     those groups too, not only torchrun's.
     """
     table = _proc_table()
-    groups, todo, seen = {pid}, [pid], {pid}
+    groups, todo, seen = {table[pid][1] if pid in table else pid}, [pid], {pid}
     children: dict[int, list[int]] = {}
     for p, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(p)
