@@ -62,6 +62,23 @@ def test_a_broken_campaign_toml_is_exit_2_naming_it(tmp_path):
     assert files(layout.root) == ["campaign.toml", "schedule.csv"]
 
 
+def test_an_unknown_preset_in_a_hand_edited_campaign_toml_is_refused_before_any_step(tmp_path):
+    layout = make_campaign(tmp_path, model="tiny-gpt")
+    r = invoke(str(layout.root), "--iter", "1")
+    assert r.exit_code == 2
+    assert r.stderr == (f"tierctl: {layout.config}: [model] name tiny-gpt: unknown preset (presets: smollm2-135m, "
+                        "tiny-llama, tiny-qwen2, tiny-mistral, tiny-opt)\n")
+    assert files(layout.root) == ["campaign.toml", "schedule.csv"]
+
+
+def test_a_missing_text_file_is_refused_before_any_step(tmp_path):
+    layout = make_campaign(tmp_path, data={"eval": f"text:{tmp_path}/gone.txt"})
+    r = invoke(str(layout.root), "--all")
+    assert r.exit_code == 2
+    assert r.stderr == f"tierctl: {layout.config}: [data] eval text:{tmp_path}/gone.txt: no such file\n"
+    assert files(layout.root) == ["campaign.toml", "schedule.csv"]
+
+
 def test_a_missing_campaign_is_exit_2(tmp_path):
     r = invoke(str(tmp_path / "nope"), "--all")
     assert r.exit_code == 2

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierctl.campaign.config import load_config
+from tierctl.campaign.config import CampaignConfig, load_config
+from tierctl.campaign.init import check_model_spec, check_text_source
 from tierctl.campaign.layout import CampaignLayout, CampaignLock, LockHeld, clean_temporaries, holder_of
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
@@ -259,6 +260,19 @@ class RunOutcome:
     removed: list[str] | None = None  # what --force deleted
 
 
+def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tuple[int, str]]) -> None:
+    """The cheap checks of `tierctl init` again, for a hand-edited campaign.toml: an unknown preset or a
+    missing file is refused before anything is written, not by a step after it started.
+
+    The base model only matters to the prune of iteration 1 (later iterations start from iter<N-1>/model).
+    """
+    if plan and plan[0] == (1, "prune"):
+        check_model_spec(config.model.name, f"{layout.config}: [model] name")
+    if plan:
+        check_text_source(config.data.calib, f"{layout.config}: [data] calib")
+        check_text_source(config.data.eval, f"{layout.config}: [data] eval")
+
+
 def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
                  nproc: int | None = None, on_event: OnEvent | None = None, on_step: OnStep | None = None,
                  grace: float = GRACE_S, handle_signals: bool = True) -> RunOutcome:
@@ -276,7 +290,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
     holder = holder_of(layout.lock)
     if holder is not None:
         raise LockHeld(f"{layout.root}: campaign is being run by {holder}")
-    plan_run(layout, campaign_status(layout, schedule), request)  # refuse bad requests before writing
+    plan = plan_run(layout, campaign_status(layout, schedule), request)  # refuse bad requests before writing
+    check_inputs(layout, config, plan)
 
     lock = CampaignLock(layout.lock).acquire()
     runner = StepRunner(layout, lock.fd, launcher or config.run.launcher, nproc or config.run.nproc,
