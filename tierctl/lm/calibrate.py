@@ -175,10 +175,11 @@ def accumulate_norms(layer: nn.Module, linears: dict[str, nn.Linear], inputs: La
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             x = args[0]  # [b, seqlen, in] (or [tokens, in])
             if last["x"] is not x:
-                flat = x.reshape(-1, x.shape[-1])  # [tokens, in]
-                # float32 per batch (torch reduces pairwise, so no drift over thousands of tokens),
-                # float64 across batches.
-                last["x"], last["sq"] = x, flat.float().square().sum(dim=0).double()  # [in]
+                sq = x.reshape(-1, x.shape[-1]).float().square()  # [tokens, in]
+                # Column sums as a GEMV (ones[1, tokens] @ sq): float32 with BLAS's blocked accumulation
+                # within a batch, about twice as fast as sq.sum(0); float64 across batches.
+                ones = torch.ones(1, sq.shape[0], dtype=sq.dtype, device=sq.device)
+                last["x"], last["sq"] = x, (ones @ sq).squeeze(0).double()  # [in]
             sums[name] += last["sq"]
         return hook
 

@@ -23,7 +23,8 @@ Methods:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +67,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def zero_fraction(weight: torch.Tensor) -> float:
-    return float((weight == 0).sum().item()) / weight.numel()
+@contextmanager
+def single_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run mask selection on one intra-op thread on CPU.
+
+    It is dozens of small elementwise ops per matrix (< 1M entries for a 135M model). Measured on
+    smollm2-135m on a busy 2-core machine: 3 s on one thread, 39 s wall (10 s CPU, spinning) on two,
+    because every op waits for a descheduled worker. The forward passes keep every thread.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def count_zeros(weight: torch.Tensor) -> int:
+    """Exact zeros of a weight (count_nonzero is one kernel, ~3x faster than (w == 0).sum())."""
+    return weight.numel() - int(torch.count_nonzero(weight))
 
 
 @torch.no_grad()
@@ -102,14 +123,15 @@ def sequential_prune(model: nn.Module, windows: torch.Tensor, batch_size: int, s
         _sync(device)
         t1 = time.perf_counter()
         forward_s += t1 - t0
-        for name, lin in mine.items():
-            entry, tier_map = select(name, lin, layer_norms[name])
-            per_layer[name] = entry
-            norms[name] = layer_norms[name].cpu()
-            if tier_map is not None:
-                tiers[name] = tier_map.cpu()
-            if sink is not None:
-                sink.layer(name, entry.get("dense"), entry.get("semi"), entry.get("topk"), entry["sparsity"])
+        with single_cpu_thread(device):
+            for name, lin in mine.items():
+                entry, tier_map = select(name, lin, layer_norms[name])
+                per_layer[name] = entry
+                norms[name] = layer_norms[name].cpu()
+                if tier_map is not None:
+                    tiers[name] = tier_map.cpu()
+                if sink is not None:
+                    sink.layer(name, entry.get("dense"), entry.get("semi"), entry.get("topk"), entry["sparsity"])
         _sync(device)
         t2 = time.perf_counter()
         select_s += t2 - t1
@@ -123,12 +145,13 @@ def sequential_prune(model: nn.Module, windows: torch.Tensor, batch_size: int, s
     return per_layer, tiers, norms, {"calibrate_s": forward_s, "prune_s": select_s}
 
 
-def _totals(model: nn.Module) -> tuple[int, int]:
-    """(zero weights, weights) over every prunable matrix."""
+def _totals(model: nn.Module, per_layer: dict[str, dict[str, float]]) -> tuple[int, int]:
+    """(zero weights, weights) over every prunable matrix, from the sparsity recorded per matrix."""
     zeros = weights = 0
-    for lin in prunable_linears(model).values():
-        zeros += int((lin.weight == 0).sum().item())
-        weights += lin.weight.numel()
+    for name, lin in prunable_linears(model).items():
+        n = lin.weight.numel()
+        zeros += round(per_layer[name]["sparsity"] * n)  # exact: sparsity was zeros / n
+        weights += n
     return zeros, weights
 
 
@@ -164,15 +187,15 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
         prev = prev_tiers[name].to(w.device) if prev_tiers is not None else \
             torch.zeros(shape, dtype=torch.uint8, device=w.device)
         new, keep = progressive_step(w, norm, prev, dense, topk, block_size=block_size, k=k)
-        w.mul_(keep.to(w.dtype))  # keep: bool [out, in]
+        w.mul_(keep)  # keep: bool [out, in]
         comp = composition(new)
         comps.append(comp)
         full = comp["blocks"] * block_size * block_size  # partial blocks stay dense
         expected_zeros += expected_sparsity(comp, block_size, k) * full
-        return {**{t: float(comp[t]) for t in TIERS}, "sparsity": zero_fraction(w)}, new
+        return {**{t: float(comp[t]) for t in TIERS}, "sparsity": count_zeros(w) / w.numel()}, new
 
     per_layer, tiers, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
-    zeros, weights = _totals(model)
+    zeros, weights = _totals(model, per_layer)
     return PruneResult(PROGRESSIVE, tiers, norms, per_layer, block_weighted(comps), zeros / weights,
                        expected_zeros / weights, zeros, weights, timings)
 
@@ -235,11 +258,11 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
         w = lin.weight  # [out, in]
         scores = w.detach().abs().float() * norm[None, :].float()  # S = |W| * norm, [out, in]
         keep = unstructured_mask(scores, sparsity) if method == "wanda-unstructured" else nm_mask(scores, n, m)
-        w.mul_(keep.to(w.dtype))
-        return {"sparsity": zero_fraction(w)}, None
+        w.mul_(keep)
+        return {"sparsity": count_zeros(w) / w.numel()}, None
 
     per_layer, _, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
-    zeros, weights = _totals(model)
+    zeros, weights = _totals(model, per_layer)
     return PruneResult(method, {}, norms, per_layer, None, zeros / weights, None, zeros, weights, timings)
 
 
