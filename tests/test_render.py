@@ -337,3 +337,8 @@ def test_a_matrix_smaller_than_one_block_draws_an_empty_grid() -> None:
         "tiny  0x4 blocks\n1 character = 1 block\n█ dense 0.0%  ▒ 2:4 0.0%  ░ top-k 0.0%  (0 blocks)\n"
     )
     assert "promoted 0" in render(tier_map_diff_grid(empty, empty), width=100)
+
+
+def test_line_chart_skips_points_whose_x_is_not_known_yet() -> None:
+    chart = LineChart({"ppl": [(0.05, 20.0), (None, 18.0)]}, height=2)
+    assert chart.series["ppl"] == [(0.05, 20.0)]

@@ -117,7 +117,17 @@ def remove_path(path: Path) -> None:
 
 
 def clean_temporaries(root: Path) -> None:
-    """Remove leftovers of writes interrupted by a crash (safe only while holding the lock)."""
+    """Remove leftovers of writes interrupted by a crash (safe only while holding the lock).
+
+    One leftover is not garbage: `atomic_dir` moves the old directory aside to `.tmp-old-NAME.PID`
+    before renaming the new one in. A crash between those two renames leaves NAME missing and the
+    old copy aside; it is renamed back, so the directory is as it was before the interrupted write.
+    """
+    for aside in Path(root).rglob(TMP_PREFIX + "old-*"):
+        name = aside.name[len(TMP_PREFIX + "old-"):].rsplit(".", 1)[0]
+        target = aside.parent / name
+        if aside.is_dir() and not target.exists():
+            os.replace(aside, target)
     for p in Path(root).rglob(TMP_PREFIX + "*"):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)

@@ -73,8 +73,12 @@ class LineChart:
 
     @staticmethod
     def _points(values: Sequence[Any], log_y: bool) -> list[tuple[float, float]]:
-        pts = [(float(p[0]), p[1]) if isinstance(p, (tuple, list)) else (float(i), p) for i, p in enumerate(values)]
-        return [(x, float(y)) for x, y in pts if _finite(x) and _finite(y) and not (log_y and float(y) <= 0)]
+        # A point whose x or y is not known yet (None: an iteration not measured yet) is skipped.
+        pts = [tuple(p) if isinstance(p, (tuple, list)) else (float(i), p) for i, p in enumerate(values)]
+        return [
+            (float(x), float(y)) for x, y in pts
+            if _finite(x) and _finite(y) and not (log_y and float(y) <= 0)
+        ]
 
     def lines(self, width: int) -> list[Text]:
         out: list[Text] = []

@@ -1,0 +1,53 @@
+"""Atomic writes never leave a half-written file under the real name, and crashes are recoverable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tierctl.core.atomic import atomic_dir, atomic_path, atomic_write_text, clean_temporaries
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_atomic_dir_replaces_a_directory_whole(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as d:
+        (d / "a").write_text("1")
+    with atomic_dir(target) as d:
+        (d / "b").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_crash_between_the_two_renames_is_undone_by_cleanup(tmp_path: Path) -> None:
+    # State after atomic_dir moved the old model aside but died before renaming the new one in.
+    aside = tmp_path / ".tmp-old-model.4242"
+    aside.mkdir()
+    (aside / "weights").write_text("pruned")
+    new = tmp_path / ".tmp-model.abcd"
+    new.mkdir()
+    (new / "weights").write_text("half written")
+    clean_temporaries(tmp_path)
+    assert (tmp_path / "model" / "weights").read_text() == "pruned"
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_cleanup_drops_the_old_copy_when_the_new_directory_is_in_place(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights").write_text("fine-tuned")
+    aside = tmp_path / ".tmp-old-model.4242"
+    aside.mkdir()
+    clean_temporaries(tmp_path)
+    assert (tmp_path / "model" / "weights").read_text() == "fine-tuned"
+    assert sorted(os.listdir(tmp_path)) == ["model"]
