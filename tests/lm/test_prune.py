@@ -56,6 +56,17 @@ def test_three_chained_iterations_give_the_schedules_exact_composition_per_matri
             assert counts(t) == expected_counts(t.numel(), dense, topk), name
     for name, lin in linears.items():
         assert count_violations(lin.weight, results[-1].tiers[name], B, K) == 0, name
+    assert results[-1].violations == {name: 0 for name in linears}
+
+
+def test_a_bfloat16_model_is_pruned_to_the_same_composition():
+    model, _ = load_model("tiny-llama", device="cpu", dtype="bfloat16")
+    r = prune_model(model, windows(), None, 0.80, 0.10, B, K, 4)
+    for name, lin in prunable_linears(model).items():
+        assert lin.weight.dtype == torch.bfloat16
+        assert counts(r.tiers[name]) == expected_counts(r.tiers[name].numel(), 0.80, 0.10), name
+        assert count_violations(lin.weight, r.tiers[name], B, K) == 0, name
+        assert r.act_norms[name].dtype == torch.float32
 
 
 def test_tier_maps_only_go_down_and_pruned_weights_stay_zero():

@@ -55,6 +55,7 @@ class PruneResult:
     zeros: int = 0
     weights: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # calibrate_s (forward passes), prune_s (masks)
+    violations: dict[str, int] = field(default_factory=dict)  # name -> count_violations after pruning (all 0)
 
 
 # One matrix's mask selection: (name, linear, norm [in] on the device) -> (per_layer entry, tier map | None).
@@ -172,12 +173,13 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
     `prev_tiers`: the tier map of every prunable matrix from the previous iteration (None: all DENSE).
     `calib_windows`: LongTensor [nsamples, seqlen], run in batches of `batch_size` windows.
     """
-    from tierctl.core.tiers import composition, expected_sparsity, progressive_step
+    from tierctl.core.tiers import composition, count_violations, expected_sparsity, progressive_step
 
     linears = prunable_linears(model)
     if prev_tiers is not None:
         check_tier_maps(prev_tiers, linears, block_size)
     comps: list[dict[str, float]] = []
+    violations: dict[str, int] = {}
     expected_zeros = 0.0
 
     def select(name: str, lin: nn.Linear, norm: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
@@ -188,6 +190,7 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
             torch.zeros(shape, dtype=torch.uint8, device=w.device)
         new, keep = progressive_step(w, norm, prev, dense, topk, block_size=block_size, k=k)
         w.mul_(keep)  # keep: bool [out, in]
+        violations[name] = count_violations(w, new, block_size, k)  # checked while the weight is hot
         comp = composition(new)
         comps.append(comp)
         full = comp["blocks"] * block_size * block_size  # partial blocks stay dense
@@ -197,7 +200,7 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
     per_layer, tiers, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
     zeros, weights = _totals(model, per_layer)
     return PruneResult(PROGRESSIVE, tiers, norms, per_layer, block_weighted(comps), zeros / weights,
-                       expected_zeros / weights, zeros, weights, timings)
+                       expected_zeros / weights, zeros, weights, timings, violations)
 
 
 def check_tier_maps(maps: dict[str, torch.Tensor], linears: dict[str, nn.Linear], block_size: int) -> None:

@@ -58,19 +58,12 @@ def save_act_norms(path: Any, norms: dict[str, Any], metadata: dict[str, str]) -
         save_file({k: v.float().contiguous() for k, v in norms.items()}, str(tmp), metadata=metadata)
 
 
-def prune_violations(result: Any, model: Any, block: int, k: int) -> int:
+def prune_violations(result: Any) -> int:
     """Tier-pattern violations of the pruned weights (must be 0); StepFailed names the first matrix."""
-    from tierctl.core.tiers import count_violations
-    from tierctl.lm.models import prunable_linears
-
-    total = 0
-    for name, lin in prunable_linears(model).items():
-        if name in result.tiers:
-            v = int(count_violations(lin.weight.detach(), result.tiers[name].to(lin.weight.device), block, k))
-            if v:
-                raise StepFailed(f"{name}: {v} weights break the pattern of their tier after pruning")
-            total += v
-    return total
+    for name, v in result.violations.items():
+        if v:
+            raise StepFailed(f"{name}: {v} groups or blocks break the pattern of their tier after pruning")
+    return sum(result.violations.values())
 
 
 def body(ctx: StepContext) -> None:
@@ -110,7 +103,7 @@ def body(ctx: StepContext) -> None:
         sink.log(f"{method}: one-shot Wanda baseline {baseline}")
         result = prune_baseline(model, windows, method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m,
                                 d.batch_size, sink=sink)
-    violations = prune_violations(result, model, b, k)
+    violations = prune_violations(result)
 
     t0 = time.perf_counter()
     if method == PROGRESSIVE:
