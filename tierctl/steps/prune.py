@@ -14,8 +14,7 @@ Outputs, in this order (the step is done <=> metrics.json exists, so it comes la
 Wanda baselines ([prune] method wanda-unstructured | wanda-nm) write no tier map (their masks are
 element-wise); metrics.json then has "method", "baseline" (its settings), "composition": null and
 per_layer entries with "sparsity" only. A baseline iteration N > 1 re-applies the same one-shot mask
-to iter<N-1>/model: its pruned weights score 0 and stay pruned, so it only re-prunes what a fine-tune
-grew back elsewhere (nothing, when the fine-tune respects the mask).
+to iter<N-1>/model: the weights it pruned before score 0 and are chosen again, so the mask stays.
 
 Refuses (BadInput, exit 2) before loading anything heavy when the previous tier map does not match
 schedule row N-1 (the schedule was edited after that iteration ran), names a different block size,
