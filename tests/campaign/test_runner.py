@@ -63,3 +63,27 @@ def test_the_error_of_a_step_is_its_end_event_else_how_it_died():
     assert _result(1).error == "exited with code 1 without an end event"
     ok = Event(0.0, 1, "prune", "end", {"status": "ok"})
     assert _result(0, ok).ok and not _result(0).ok and not _result(1, ok).ok
+
+
+def test_a_stop_as_a_step_starts_kills_it_and_leaves_the_campaign_as_it_was(tmp_path):
+    from tests.helpers import make_campaign
+    from tierctl.campaign.layout import holder_of
+    from tierctl.campaign.plan import RunRequest
+    from tierctl.campaign.runner import run_campaign
+    from tierctl.campaign.state import campaign_status
+
+    layout = make_campaign(tmp_path)
+
+    def sigterm_at_start(n, step, result):  # the runner's own handler receives it, as from `kill`
+        if result is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    outcome = run_campaign(layout, RunRequest(iteration=1), on_step=sigterm_at_start, grace=5.0)
+    assert outcome.exit_code == 143
+    assert outcome.message == (f"interrupted (SIGTERM): stopped iteration 1 prune; resume with: tierctl run "
+                               f"{layout.root} --all")
+    assert [(r.step, r.returncode) for r in outcome.results] == [("prune", -signal.SIGTERM)]
+    assert campaign_status(layout).iteration(1).steps == {"prune": "pending", "finetune": "pending",
+                                                          "eval": "pending"}
+    assert holder_of(layout.lock) is None
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the runner's handlers are gone again

@@ -306,8 +306,10 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         clean_temporaries(layout.root)
         removed = invalidate(layout, request)
         results: list[StepResult] = []
+        where = ""
         for n, step in plan:
             if runner.stopping:
+                where = f"before iteration {n} {step}"
                 break
             if on_step is not None:
                 on_step(n, step, None)
@@ -316,6 +318,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             if on_step is not None:
                 on_step(n, step, result)
             if runner.stopping:
+                where = f"{'after' if result.ok else ''} iteration {n} {step}".lstrip()
                 break
             if not result.ok:
                 code = 2 if result.returncode == 2 else 1
@@ -326,8 +329,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
                                      f"(log: {result.log})", results, removed)
         if runner.stopping:
             sig = runner.stop_signal or signal.SIGTERM
-            where = f"iteration {results[-1].iteration} {results[-1].step}" if results else "the run"
-            return RunOutcome(128 + sig, f"interrupted ({signal.Signals(sig).name}): stopped {where}; "
+            return RunOutcome(128 + sig, f"interrupted ({signal.Signals(sig).name}): stopped {where or 'the run'}; "
                                          f"resume with: tierctl run {layout.root} --all", results, removed)
         return RunOutcome(0, "", results, removed)
     finally:
