@@ -51,3 +51,11 @@ def test_cleanup_drops_the_old_copy_when_the_new_directory_is_in_place(tmp_path:
     clean_temporaries(tmp_path)
     assert (tmp_path / "model" / "weights").read_text() == "fine-tuned"
     assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_written_files_get_the_mode_a_plain_open_would_give(tmp_path: Path) -> None:
+    target = tmp_path / "schedule.csv"
+    atomic_write_text(target, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

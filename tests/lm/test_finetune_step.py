@@ -211,3 +211,19 @@ def test_sigkill_mid_run_then_rerun_ends_with_the_same_weights_as_an_uninterrupt
     a, b = model_weights(straight), model_weights(killed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_wanda_baseline_iteration_fine_tunes_with_its_zeros_held(tmp_path: Path) -> None:
+    from tierctl.steps.prune import main as prune_main
+
+    layout = make_campaign(tmp_path, prune={"method": "wanda-unstructured", "sparsity": 0.5},
+                           finetune={"tokens_per_epoch": 256, "seqlen": 32, "batch_size": 2, "lr": 1e-2})
+    assert prune_main(["--campaign", str(layout.root), "--iter", "1"]) == 0
+    before = model_weights(layout)
+    assert run_main(layout) == 0
+    after = model_weights(layout)
+    m = metrics(layout)
+    assert m["mask_violations"] == 0 and m["finetune"]["steps"] > 0
+    for name, w in before.items():
+        assert torch.equal(after[name][w == 0], torch.zeros_like(after[name][w == 0])), name
+    assert any(not torch.equal(after[n], before[n]) for n in before)

@@ -35,11 +35,18 @@ def merge_ledger(ctx: StepContext, ledger: dict[str, Any]) -> None:
                    timings={"finetune_s": ledger["seconds"]})
 
 
-def input_identity(model_dir: Path, tiers_path: Path) -> dict[str, Any]:
+def input_identity(model_dir: Path, tiers_path: Path | None) -> dict[str, Any]:
     """What a resume checkpoint must have been made from: the tier maps (hashed, they are small)
     and the pruned model's weight files (by name and size; hashing gigabytes costs minutes)."""
     files = sorted((p.name, p.stat().st_size) for p in model_dir.glob("*.safetensors"))
-    return {"tiers_sha256": hashlib.sha256(tiers_path.read_bytes()).hexdigest(), "model_files": files}
+    tiers_hash = hashlib.sha256(tiers_path.read_bytes()).hexdigest() if tiers_path is not None else None
+    return {"tiers_sha256": tiers_hash, "model_files": files}
+
+
+def dense_map(shape: Any, block: int) -> Any:
+    import torch
+
+    return torch.zeros(shape[0] // block, shape[1] // block, dtype=torch.uint8)
 
 
 def ledger_of(weights: dict[str, Any], tiers: dict[str, Any], keep: dict[str, Any], block: int, k: int,
@@ -91,7 +98,7 @@ def body(ctx: StepContext) -> None:
     model_dir = require_model(ctx)
     if not layout.metrics(n).is_file():
         raise BadInput(f"{layout.metrics(n)}: missing: the prune step of iteration {n} has not finished")
-    read_metrics(layout, n)  # a corrupt metrics.json fails now, not after hours of training
+    method = read_metrics(layout, n).get("method", "progressive")  # a corrupt metrics.json fails now
     ckpt_dir = layout.finetune_checkpoint(n)
     if (model_dir / LEDGER).is_file():
         ledger = json.loads((model_dir / LEDGER).read_text(encoding="utf-8"))
@@ -101,8 +108,12 @@ def body(ctx: StepContext) -> None:
         sink.log(f"iteration {n} is already fine-tuned ({model_dir / LEDGER}); ledger merged into metrics.json")
         return
 
-    tiers, meta = load_tiers(layout.tiers(n))
-    block, k = int(meta["block_size"]), int(meta["topk_per_block"])
+    baseline = method != "progressive"
+    if baseline:  # one-shot Wanda baselines have element-wise masks and no tier map
+        tiers, block, k = None, cfg.tiers.block_size, cfg.tiers.topk_per_block
+    else:
+        tiers, meta = load_tiers(layout.tiers(n))
+        block, k = int(meta["block_size"]), int(meta["topk_per_block"])
     settings = FinetuneSettings.from_config(cfg.finetune, ctx.row.epochs)
     d = init_dist(resolve_device(ctx.device), cfg.run.strategy)
     try:
@@ -111,7 +122,13 @@ def body(ctx: StepContext) -> None:
         load_on = "cpu" if d.strategy == "fsdp2" else str(d.device)
         model, tokenizer = load_model(str(model_dir), device=load_on, dtype="float32",
                                       trust_remote_code=cfg.model.trust_remote_code)
-        keep = build_masks(model, tiers, block)
+        if tiers is None:
+            # The mask is the pruned model's zeros; all-DENSE maps carry no block pattern to check.
+            linears = _linears(model)
+            keep = {name: lin.weight.detach().cpu() != 0 for name, lin in linears.items()}
+            tiers = {name: dense_map(lin.weight.shape, block) for name, lin in linears.items()}
+        else:
+            keep = build_masks(model, tiers, block)
         sink.log(f"loaded {model_dir} in {time.perf_counter() - t0:.1f}s ({d.world} process(es), {d.strategy}, "
                  f"{d.device})")
         if settings.epochs == 0:
@@ -125,7 +142,8 @@ def body(ctx: StepContext) -> None:
 
         windows = train_windows(token_stream(cfg.data.calib, tokenizer, "train"), settings.seqlen)
         result = finetune(model, windows, keep, settings, dist=d, checkpoint=ckpt_dir,
-                          identity=input_identity(model_dir, layout.tiers(n)), sink=sink)
+                          identity=input_identity(model_dir, None if baseline else layout.tiers(n)),
+                          sink=sink)
         state = gather_state_dict(model, d, torch_dtype(cfg.model.dtype))  # collective under FSDP2
         if not ctx.is_main:
             return
