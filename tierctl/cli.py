@@ -156,8 +156,8 @@ def run(
     json_: bool = typer.Option(False, "--json", help="Print the events, one JSON object per line "
                                "(automatic when stdout is not a terminal)."),
     launcher: str = typer.Option(None, "--launcher", help="Fine-tune launcher: local or torchrun "
-                                 "(default: [run] launcher)."),
-    nproc: int = typer.Option(None, "--nproc", min=1, help="Processes under torchrun (default: [run] nproc)."),
+                                 "(default: \\[run] launcher)."),
+    nproc: int = typer.Option(None, "--nproc", min=1, help="Processes under torchrun (default: \\[run] nproc)."),
     grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds a stopped step gets before SIGKILL."),
 ) -> None:
     """Run prune, fine-tune and eval steps of a campaign (resumes: completed steps are skipped)."""

@@ -1,6 +1,6 @@
 """The live panels of `tierctl run` in a terminal (Rich Live), fed by the runner's events.
 
-Events only update a headless model (tierctl.tui.live_state.LiveModel, the same one the dashboard
+Events only update a headless model (tierctl.live_model.LiveModel, the same one the dashboard
 uses); Rich's own refresh thread redraws at `REFRESH_HZ`, so a fine-tune that reports its loss every
 step costs one cheap dict update per event, never a redraw per event. The model and the status
 table are guarded by one lock, because the refresh thread reads what the runner thread writes.
@@ -29,8 +29,8 @@ from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.runner import StepResult
 from tierctl.campaign.state import CampaignStatus, campaign_status
 from tierctl.core.events import STEPS, Event
+from tierctl.live_model import LiveModel
 from tierctl.render import composition_legend, iterations_table, layer_composition_table, sparkline, step_state
-from tierctl.tui.live_state import LiveModel
 
 REFRESH_HZ = 4
 LOG_LINES = 4

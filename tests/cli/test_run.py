@@ -354,6 +354,8 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
     while holder_of(layout.lock) is not None:  # the orphaned step kept the lock until it ended
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    # ... and finished its work: losing its reader (the runner's pipe) did not stop it.
+    assert [e.get("status") for e in read_events(layout.events(2)) if e.step == "prune" and e.event == "end"] == ["ok"]
 
     out = tierctl("run", str(layout.root), "--all")
     assert out.returncode == 0, out.stderr

@@ -129,8 +129,13 @@ class EventSink:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
         if self.stream is not None:
-            self.stream.write(line)
-            self.stream.flush()
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                # The reader (a runner killed with -9) is gone: keep working and keep writing the file,
+                # so the orphaned step still finishes and its outputs count.
+                self.stream = None
         return e
 
     # Small helpers so step code reads like the spec.

@@ -20,7 +20,7 @@ from pathlib import Path
 from tierctl.campaign.layout import CampaignLayout, holder_of, lock_holder_pid
 from tierctl.core.events import Event, EventFollower
 from tierctl.errors import BadInput
-from tierctl.tui.live_state import LiveModel
+from tierctl.live_model import LiveModel
 
 RUN_LOG = "tui-run.log"
 

@@ -31,9 +31,9 @@ from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import STEPS, Event
 from tierctl.core.schedule import load_schedule
 from tierctl.errors import TierctlError
+from tierctl.live_model import LiveModel
 from tierctl.render import iterations_table
 from tierctl.tui import jobs
-from tierctl.tui.live_state import LiveModel
 from tierctl.tui.schedule_draft import MEANING, ScheduleDraft, format_cell, row_locks
 from tierctl.tui.screens.choice import ChoiceScreen, unsaved_choices
 from tierctl.tui.screens.prompt import PromptScreen

@@ -14,8 +14,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tierctl.live_model import LiveModel
 from tierctl.render import composition_legend, layer_composition_table, split_matrix_name
-from tierctl.tui.live_state import LiveModel
 
 
 def _mean(per_layer: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

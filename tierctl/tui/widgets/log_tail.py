@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tierctl.tui.live_state import LiveModel, LogLine
+from tierctl.live_model import LiveModel, LogLine
 
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "#ffa726", "warn": "#ffa726", "error": "bold #ef5350"}
 

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
 
 from tierctl.core.events import STEPS
-from tierctl.tui.live_state import DONE, FAILED, PENDING, RUNNING, LiveModel
+from tierctl.live_model import DONE, FAILED, PENDING, RUNNING, LiveModel
 
 STEP_MARKS = {PENDING: ("·", "dim"), RUNNING: ("●", "bold #42a5f5"), DONE: ("✓", "#66bb6a"),
               FAILED: ("✗", "bold #ef5350")}

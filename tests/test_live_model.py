@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tierctl.core.events import Event
-from tierctl.tui.live_state import DONE, FAILED, PENDING, RUNNING, LiveModel, Series
+from tierctl.live_model import DONE, FAILED, PENDING, RUNNING, LiveModel, Series
 
 
 def ev(step: str, event: str, t: float = 0.0, **data: object) -> Event:
