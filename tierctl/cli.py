@@ -96,7 +96,7 @@ def schedule_show(
     """Draw the schedule with its projection: block composition and expected sparsity per iteration."""
     from rich.console import Console
 
-    from tierctl.render_schedule import schedule_table
+    from tierctl.render.schedule import schedule_table
 
     try:
         schedule, path, b, kk = _schedule_and_tiers(file, block_size, k)

@@ -212,7 +212,7 @@ def test_an_empty_side_is_refused():
 
 
 def test_diff_and_schedule_import_without_torch():
-    code = ("import sys, tierctl.core.diff, tierctl.core.schedule, tierctl.render_schedule; "
+    code = ("import sys, tierctl.core.diff, tierctl.core.schedule, tierctl.render.schedule; "
             "print(sorted(m for m in ('torch', 'pandas', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
