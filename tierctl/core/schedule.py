@@ -82,7 +82,7 @@ class Schedule:
         """Every column, derived ones included, in the SPEC's order (what save_schedule writes)."""
         lines = [",".join(COLUMNS)]
         for r in self.rows:
-            lines.append(",".join([str(r.iteration), *(_fmt_cell(getattr(r, c)) for c in COLUMNS[1:-1]),
+            lines.append(",".join([str(r.iteration), *(format_fraction(getattr(r, c)) for c in COLUMNS[1:-1]),
                                    str(r.epochs)]))
         return "\n".join(lines) + "\n"
 
@@ -126,9 +126,10 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _fmt_cell(x: float) -> str:
-    """0.9 -> "0.90", 0.125 -> "0.125": at least two decimals, at most six, no float noise."""
-    s = f"{round(x, 6):.6f}".rstrip("0")
+def format_fraction(x: float, places: int = 6) -> str:
+    """0.9 -> "0.90", 0.125 -> "0.125": as a schedule file writes it (at least two decimals, at most
+    `places`, no float noise). The file and the on-screen table use the same form."""
+    s = f"{round(x, places):.{places}f}".rstrip("0")
     whole, _, frac = s.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
 

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from tierctl.core.schedule import Schedule, project
+from tierctl.core.schedule import Schedule, format_fraction, project
 from tierctl.render.bars import composition_bar
 
 
@@ -19,10 +19,7 @@ def _pct(x: float) -> str:
 
 
 def _frac(x: float) -> str:
-    """As a schedule file writes it: 0.90, 0.125."""
-    s = f"{round(x, 4):.4f}".rstrip("0")
-    whole, _, frac = s.partition(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
+    return format_fraction(x, places=4)
 
 
 def schedule_table(schedule: Schedule, block_size: int = 16, k: int = 10, title: str | None = None,
