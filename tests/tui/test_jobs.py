@@ -94,6 +94,41 @@ def test_cancel_sends_sigterm_to_the_process_holding_the_campaign_lock(tmp_path:
             os.kill(proc.pid, 9)
 
 
+RUNNER_WITH_STEP = """
+import subprocess, sys, time
+from pathlib import Path
+from tierctl.campaign.layout import CampaignLock, record_step_group
+lock = CampaignLock(Path(sys.argv[1])).acquire()
+step = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
+                        pass_fds=(lock.fd,))
+record_step_group(lock.fd, step.pid)
+print(step.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_cancel_reaches_the_orphaned_step_of_a_runner_killed_with_sigkill(tmp_path: Path) -> None:
+    layout = CampaignLayout(tmp_path)
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER_WITH_STEP, str(layout.lock)], stdout=subprocess.PIPE,
+                              text=True)
+    assert runner.stdout is not None
+    step = int(runner.stdout.readline())
+    try:
+        runner.kill()
+        runner.wait()
+        assert holder_of(layout.lock) is not None  # the step inherited the lock
+        assert cancel(layout) == step
+        deadline = time.monotonic() + 10
+        while holder_of(layout.lock) is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        try:
+            os.killpg(step, 9)
+        except ProcessLookupError:
+            pass
+
+
 def test_cancel_without_a_run_says_so(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no run is active"):
         cancel(CampaignLayout(tmp_path))

@@ -181,6 +181,27 @@ def holder_of(path: Path) -> str | None:
         os.close(fd)
 
 
+def record_step_group(lock_fd: int, pgid: int) -> None:
+    """Add the running step's process group to the holder line (`pid host time pgid`).
+
+    The step inherits the lock, so after a kill -9 of the runner it is the step that holds it; the
+    recorded group lets a cancel reach that orphaned step.
+    """
+    fields = os.pread(lock_fd, 200, 0).decode(errors="replace").split()[:3]
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, (" ".join([*fields, str(pgid)]) + "\n").encode(), 0)
+
+
+def lock_step_group(path: Path) -> int | None:
+    """The process group of the step the holder started last, if the lock is held and one was recorded."""
+    if holder_of(path) is None:
+        return None
+    try:
+        return int(Path(path).read_text().split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def lock_holder_pid(path: Path) -> int | None:
     """PID written by the holder, if the lock is held (for the dashboard's cancel)."""
     if holder_of(path) is None:

@@ -31,7 +31,14 @@ from pathlib import Path
 
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.init import check_model_spec, check_text_source
-from tierctl.campaign.layout import CampaignLayout, CampaignLock, LockHeld, clean_temporaries, holder_of
+from tierctl.campaign.layout import (
+    CampaignLayout,
+    CampaignLock,
+    LockHeld,
+    clean_temporaries,
+    holder_of,
+    record_step_group,
+)
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
 from tierctl.core.events import Event, parse_line
@@ -177,6 +184,8 @@ class StepRunner:
                 env=self.env,
             )
             self._proc = proc
+            if self.lock_fd is not None:
+                record_step_group(self.lock_fd, proc.pid)  # start_new_session: its pid is its group
             if self.stopping:  # a stop that arrived while the process was being created
                 self._terminate()
             try:

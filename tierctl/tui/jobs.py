@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierctl.campaign.layout import CampaignLayout, holder_of, lock_holder_pid
+from tierctl.campaign.layout import CampaignLayout, holder_of, lock_holder_pid, lock_step_group
 from tierctl.core.events import Event, EventFollower
 from tierctl.errors import BadInput
 from tierctl.live_model import LiveModel
@@ -98,7 +98,15 @@ def cancel(layout: CampaignLayout) -> int:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        raise BadInput(f"{layout.root}: pid {pid} holds the lock but is gone") from None
+        # The runner is gone (kill -9) but its orphaned step still holds the lock: stop the step.
+        group = lock_step_group(layout.lock)
+        if group is None:
+            raise BadInput(f"{layout.root}: pid {pid} holds the lock but is gone") from None
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except ProcessLookupError:
+            raise BadInput(f"{layout.root}: pid {pid} holds the lock but is gone") from None
+        return group
     except PermissionError:
         raise BadInput(f"{layout.root}: not allowed to signal pid {pid}") from None
     return pid
