@@ -27,6 +27,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 METHODS = ("progressive", "wanda-unstructured", "wanda-nm")
 LAUNCHERS = ("local", "torchrun")
 STRATEGIES = ("single", "ddp", "fsdp2")
+OFFLOADS = ("auto", "never", "layers")
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ModelConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 | float16
     trust_remote_code: bool = False
+    # Prune step: "layers" keeps the model on CPU and moves one decoder layer at a time to the device;
+    # "auto" does so on CUDA when the parameters exceed ~70% of the free device memory; "never" loads it whole.
+    offload: str = "auto"
 
 
 @dataclass
@@ -126,6 +130,8 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     _check(path, bool(m.name.strip()), "[model] name", "is empty")
     _check(path, m.device in DEVICES, "[model] device", f"must be one of {', '.join(DEVICES)}, got {m.device!r}")
     _check(path, m.dtype in DTYPES, "[model] dtype", f"must be one of {', '.join(DTYPES)}, got {m.dtype!r}")
+    _check(path, m.offload in OFFLOADS, "[model] offload",
+           f"must be one of {', '.join(OFFLOADS)}, got {m.offload!r}")
     for key in ("nsamples", "seqlen", "batch_size"):
         _check(path, getattr(d, key) >= 1, f"[data] {key}", f"must be >= 1, got {getattr(d, key)}")
     _check(path, d.seqlen <= 8192, "[data] seqlen", f"must be <= 8192, got {d.seqlen}")

@@ -96,17 +96,19 @@ def choose_store_device(device: torch.device, nsamples: int, seqlen: int, hidden
 
 @torch.no_grad()
 def capture_inputs(model: nn.Module, layers: nn.ModuleList, windows: torch.Tensor, batch_size: int,
-                   offload: bool | None = None) -> LayerInputs:
+                   offload: bool | None = None, device: torch.device | None = None) -> LayerInputs:
     """Inputs of decoder layer 0 for windows [nsamples, seqlen], in batches of `batch_size` windows.
 
     `offload`: True keeps hidden states on CPU between layers, False on the compute device, None decides
     (CPU only when on CUDA and they would take more than OFFLOAD_FRACTION of the free memory).
+    `device`: where the layers compute; None = where the model's parameters are. With layer-wise
+    placement (lm/offload.py) the model is on CPU and only the modules before layer 0 are on `device`.
     """
     if windows.ndim != 2 or windows.numel() == 0:
         raise ValueError(f"calibration windows must be [nsamples, seqlen], got {tuple(windows.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = model_device(model)
+    device = model_device(model) if device is None else torch.device(device)
     hidden_size = int(getattr(model.config, "hidden_size", 0) or 0)
     dtype = next(model.parameters()).dtype
     store = choose_store_device(device, windows.shape[0], windows.shape[1], hidden_size, dtype, offload)

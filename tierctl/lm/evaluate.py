@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tierctl.errors import BadInput
+from tierctl.lm.offload import Place, nll_from_logits, place_module, streamed_nll_sum
 
 PROTOCOL = "wanda: exp(mean window NLL), non-overlapping"
 
@@ -26,18 +26,33 @@ PROTOCOL = "wanda: exp(mean window NLL), non-overlapping"
 def window_nll(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Mean next-token NLL of each window: float32 [B] for ids [B, L]."""
     logits = model(input_ids=ids, use_cache=False).logits  # [B, L, V]
-    logits = logits[:, :-1, :].float()  # predictions for positions 1..L-1
-    targets = ids[:, 1:]  # [B, L-1]
-    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
-    return nll.view(ids.size(0), -1).mean(dim=1)
+    return nll_from_logits(logits, ids)
+
+
+def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1,
+               on_progress: Callable[[int, int], None] | None = None, layers_on: torch.device | None = None,
+               place: Place = place_module) -> float:
+    """exp(mean over windows of the mean token NLL). `on_progress(done, total)` counts windows.
+
+    `layers_on`: the model is on CPU and streams through this device one decoder layer at a time
+    (offload "layers", lm/offload.py); progress is then reported once, at the end. That path runs under
+    no_grad, not inference_mode: moving a layer under inference_mode would leave inference tensors as
+    its parameters.
+    """
+    if windows.ndim != 2 or windows.size(0) == 0 or windows.size(1) < 2:
+        raise ValueError(f"windows must be [n >= 1, seqlen >= 2], got {tuple(windows.shape)}")
+    if layers_on is not None:
+        nll = streamed_nll_sum(model, windows, batch_size, torch.device(layers_on), place)
+        if on_progress is not None:
+            on_progress(windows.size(0), windows.size(0))
+        return math.exp(nll / windows.size(0))
+    return math.exp(_nll_sum(model, windows, batch_size, on_progress) / windows.size(0))
 
 
 @torch.inference_mode()
-def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1,
-               on_progress: Callable[[int, int], None] | None = None) -> float:
-    """exp(mean over windows of the mean token NLL). `on_progress(done, total)` counts windows."""
-    if windows.ndim != 2 or windows.size(0) == 0 or windows.size(1) < 2:
-        raise ValueError(f"windows must be [n >= 1, seqlen >= 2], got {tuple(windows.shape)}")
+def _nll_sum(model: nn.Module, windows: torch.Tensor, batch_size: int,
+             on_progress: Callable[[int, int], None] | None) -> float:
+    """Sum over windows of the mean token NLL, the whole model on its device."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -51,7 +66,7 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1,
                 on_progress(min(start + batch_size, total), total)
     finally:
         model.train(was_training)
-    return math.exp(nll_sum / total)
+    return nll_sum
 
 
 @dataclass
@@ -66,7 +81,8 @@ def max_positions(model: nn.Module) -> int | None:
 
 
 def evaluate_source(model: nn.Module, tokenizer: Any, source: str, seqlen: int, max_windows: int = 0,
-                    batch_size: int = 1, on_progress: Callable[[int, int], None] | None = None) -> EvalResult:
+                    batch_size: int = 1, on_progress: Callable[[int, int], None] | None = None,
+                    layers_on: torch.device | None = None) -> EvalResult:
     """Perplexity of `model` on the eval split of a text source, with the protocol recorded.
 
     Shared by the prune step (ppl_pruned) and the eval step (ppl) so both measure the same way.
@@ -79,7 +95,7 @@ def evaluate_source(model: nn.Module, tokenizer: Any, source: str, seqlen: int, 
     t0 = time.perf_counter()
     windows = eval_windows(token_stream(source, tokenizer, "eval"), seqlen, max_windows,
                            what=f"eval split of {source}")
-    ppl = perplexity(model, windows, batch_size=batch_size, on_progress=on_progress)
+    ppl = perplexity(model, windows, batch_size=batch_size, on_progress=on_progress, layers_on=layers_on)
     info = {"source": source, "seqlen": seqlen, "windows": int(windows.size(0)),
             "tokens": int(windows.numel()), "protocol": PROTOCOL}
     return EvalResult(ppl=ppl, info=info, seconds=time.perf_counter() - t0)

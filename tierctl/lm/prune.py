@@ -34,6 +34,7 @@ from torch import nn
 from tierctl.core.events import EventSink
 from tierctl.lm.calibrate import accumulate_norms, capture_inputs, model_device, run_layer
 from tierctl.lm.models import decoder_layers, prunable_linears
+from tierctl.lm.offload import CPU, Place, outer_on, place_module
 
 PROGRESSIVE = "progressive"
 BASELINES = ("wanda-unstructured", "wanda-nm")
@@ -94,24 +95,41 @@ def count_zeros(weight: torch.Tensor) -> int:
 
 @torch.no_grad()
 def sequential_prune(model: nn.Module, windows: torch.Tensor, batch_size: int, select: Selector,
-                     sink: EventSink | None = None, offload: bool | None = None) -> tuple[
+                     sink: EventSink | None = None, offload: bool | None = None,
+                     layers_on: torch.device | None = None, place: Place = place_module) -> tuple[
                          dict[str, dict[str, float]], dict[str, torch.Tensor], dict[str, torch.Tensor],
                          dict[str, float]]:
     """The layer-wise loop; `select` chooses and applies one matrix's mask in place.
 
     Returns (per_layer, tiers, act_norms, timings). Emits a `layer` event per matrix once it is
     pruned and a `progress` event (unit "layers") per decoder layer.
+    `layers_on`: offload "layers" (lm/offload.py): the model is on CPU; the modules outside the decoder
+    layers sit on this device during the step and each decoder layer visits it for its two passes,
+    moved by `place`. `offload` (hidden states between layers) is then forced to CPU.
     """
     layers, prefix = decoder_layers(model)
+    if layers_on is None:
+        return _sequential_prune(model, layers, prefix, windows, batch_size, select, sink, offload,
+                                 model_device(model), None)
+    device = torch.device(layers_on)
+    with outer_on(model, prefix, device, place):
+        return _sequential_prune(model, layers, prefix, windows, batch_size, select, sink, True, device, place)
+
+
+def _sequential_prune(model: nn.Module, layers: nn.ModuleList, prefix: str, windows: torch.Tensor,
+                      batch_size: int, select: Selector, sink: EventSink | None, offload: bool | None,
+                      device: torch.device, place: Place | None) -> tuple[
+                          dict[str, dict[str, float]], dict[str, torch.Tensor], dict[str, torch.Tensor],
+                          dict[str, float]]:
+    """sequential_prune's loop; with `place`, layer i is on `device` only for its two passes."""
     linears = prunable_linears(model)
-    device = model_device(model)
     per_layer: dict[str, dict[str, float]] = {}
     tiers: dict[str, torch.Tensor] = {}
     norms: dict[str, torch.Tensor] = {}
     forward_s = select_s = 0.0
 
     t0 = time.perf_counter()
-    inputs = capture_inputs(model, layers, windows, batch_size, offload=offload)
+    inputs = capture_inputs(model, layers, windows, batch_size, offload=offload, device=device)
     _sync(device)
     forward_s += time.perf_counter() - t0
     if sink is not None:
@@ -120,6 +138,8 @@ def sequential_prune(model: nn.Module, windows: torch.Tensor, batch_size: int, s
     for i, layer in enumerate(layers):
         mine = {name: lin for name, lin in linears.items() if name.startswith(f"{prefix}.{i}.")}
         t0 = time.perf_counter()
+        if place is not None:
+            place(layer, device)  # [offload layers] only this decoder layer on the device
         layer_norms = accumulate_norms(layer, mine, inputs)  # pass 1, on the unpruned layer i
         _sync(device)
         t1 = time.perf_counter()
@@ -139,6 +159,8 @@ def sequential_prune(model: nn.Module, windows: torch.Tensor, batch_size: int, s
         if i + 1 < len(layers):  # the last layer's outputs feed nothing we prune
             run_layer(layer, inputs)  # pass 2, through the pruned layer i
             _sync(device)
+        if place is not None:
+            place(layer, CPU)
         forward_s += time.perf_counter() - t2
         if sink is not None:
             sink.progress(i + 1, len(layers), "layers")
@@ -167,11 +189,13 @@ def block_weighted(comps: list[dict[str, float]]) -> dict[str, float]:
 
 def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[str, torch.Tensor] | None,
                 dense: float, topk: float, block_size: int = 16, k: int = 10, batch_size: int = 4,
-                sink: EventSink | None = None, offload: bool | None = None) -> PruneResult:
+                sink: EventSink | None = None, offload: bool | None = None,
+                layers_on: torch.device | None = None, place: Place = place_module) -> PruneResult:
     """One progressive iteration on `model` in place, towards cumulative targets `dense` and `topk`.
 
     `prev_tiers`: the tier map of every prunable matrix from the previous iteration (None: all DENSE).
     `calib_windows`: LongTensor [nsamples, seqlen], run in batches of `batch_size` windows.
+    `layers_on` / `place`: layer-wise placement of a model held on CPU (see sequential_prune).
     """
     from tierctl.core.tiers import composition, count_violations, expected_sparsity, progressive_step
 
@@ -197,7 +221,8 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
         expected_zeros += expected_sparsity(comp, block_size, k) * full
         return {**{t: float(comp[t]) for t in TIERS}, "sparsity": count_zeros(w) / w.numel()}, new
 
-    per_layer, tiers, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
+    per_layer, tiers, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload,
+                                                        layers_on, place)
     zeros, weights = _totals(model, per_layer)
     return PruneResult(PROGRESSIVE, tiers, norms, per_layer, block_weighted(comps), zeros / weights,
                        expected_zeros / weights, zeros, weights, timings, violations)
@@ -249,7 +274,8 @@ def check_history(maps: dict[str, torch.Tensor], dense: float, topk: float, sour
 
 def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, sparsity: float = 0.5,
                    n: int = 2, m: int = 4, batch_size: int = 4, sink: EventSink | None = None,
-                   offload: bool | None = None) -> PruneResult:
+                   offload: bool | None = None, layers_on: torch.device | None = None,
+                   place: Place = place_module) -> PruneResult:
     """Wanda one-shot on `model` in place: `wanda-unstructured` (per output row at `sparsity`) or
     `wanda-nm` (keep n of every m consecutive inputs), with the same calibration as progressive."""
     from tierctl.core.tiers import nm_mask, unstructured_mask
@@ -264,7 +290,8 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
         w.mul_(keep)
         return {"sparsity": count_zeros(w) / w.numel()}, None
 
-    per_layer, _, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload)
+    per_layer, _, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload,
+                                                    layers_on, place)
     zeros, weights = _totals(model, per_layer)
     return PruneResult(method, {}, norms, per_layer, None, zeros / weights, None, zeros, weights, timings)
 

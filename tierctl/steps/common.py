@@ -194,17 +194,19 @@ def require_model(ctx: StepContext) -> Path:
     return path
 
 
-def measure_ppl(ctx: StepContext, model: Any, tokenizer: Any, metric: str = "ppl") -> Any:
+def measure_ppl(ctx: StepContext, model: Any, tokenizer: Any, metric: str = "ppl", layers_on: Any = None) -> Any:
     """Perplexity of `model` on the campaign's eval source, with progress and a `metric` event.
 
     The prune step calls it with metric="ppl_pruned", the eval step with "ppl", so both use
     the same windows and protocol. Returns tierctl.lm.evaluate.EvalResult (ppl, info, seconds);
-    `info` is what metrics.json keeps under "eval".
+    `info` is what metrics.json keeps under "eval". `layers_on`: the model is on CPU and streams
+    through that device layer by layer (offload "layers").
     """
     from tierctl.lm.evaluate import evaluate_source
 
     d = ctx.config.data
     result = evaluate_source(model, tokenizer, d.eval, d.seqlen, d.eval_windows, d.batch_size,
-                             on_progress=lambda done, total: ctx.sink.progress(done, total, "windows"))
+                             on_progress=lambda done, total: ctx.sink.progress(done, total, "windows"),
+                             layers_on=layers_on)
     ctx.sink.metric(metric, result.ppl)
     return result

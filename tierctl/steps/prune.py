@@ -16,6 +16,10 @@ element-wise); metrics.json then has "method", "baseline" (its settings), "compo
 per_layer entries with "sparsity" only. A baseline iteration N > 1 re-applies the same one-shot mask
 to iter<N-1>/model: the weights it pruned before score 0 and are chosen again, so the mask stays.
 
+[model] offload "layers" (or "auto" on CUDA when the parameters exceed ~70% of free device memory)
+keeps the model on CPU and moves one decoder layer at a time to the device, for the prune and for
+ppl_pruned (tierctl/lm/offload.py); metrics.json records "offload": "layers" | "never".
+
 Refuses (BadInput, exit 2) before loading anything heavy when the previous tier map does not match
 schedule row N-1 (the schedule was edited after that iteration ran), names a different block size,
 or is missing.
@@ -74,7 +78,8 @@ def prune_violations(result: Any) -> int:
 def body(ctx: StepContext) -> None:
     from tierctl.core.tiers import save_tiers
     from tierctl.lm.evaluate import max_positions
-    from tierctl.lm.models import load_model, save_model
+    from tierctl.lm.models import save_model
+    from tierctl.lm.offload import load_placed
     from tierctl.lm.prune import PROGRESSIVE, baseline_settings, prune_baseline, prune_model
     from tierctl.lm.text import calibration_windows, token_stream
 
@@ -87,11 +92,12 @@ def body(ctx: StepContext) -> None:
     t_step = time.perf_counter()
 
     t0 = time.perf_counter()
-    model, tokenizer = load_model(spec, device=ctx.device, dtype=cfg.model.dtype,
-                                  trust_remote_code=cfg.model.trust_remote_code)
+    model, tokenizer, layers_on = load_placed(spec, ctx.device, cfg.model.dtype, cfg.model.trust_remote_code,
+                                              cfg.model.offload)
     load_s = time.perf_counter() - t0
-    device = next(model.parameters()).device
-    sink.log(f"loaded {spec} on {device} ({cfg.model.dtype}) in {load_s:.1f}s")
+    device = layers_on if layers_on is not None else next(model.parameters()).device
+    where = f"cpu, one decoder layer at a time on {device}" if layers_on is not None else f"{device}"
+    sink.log(f"loaded {spec} on {where} ({cfg.model.dtype}) in {load_s:.1f}s")
     limit = max_positions(model)
     if limit is not None and d.seqlen > limit:
         raise BadInput(f"{layout.config}: [data] seqlen {d.seqlen} exceeds the model's max_position_embeddings {limit}")
@@ -103,11 +109,12 @@ def body(ctx: StepContext) -> None:
     if method == PROGRESSIVE:
         sink.log(f"progressive: dense {row.dense:g}, topk {row.topk:g} of the blocks of every matrix "
                  f"(from {'iter' + str(n - 1) + ' tiers' if prev else 'all dense'})")
-        result = prune_model(model, windows, prev, row.dense, row.topk, b, k, d.batch_size, sink=sink)
+        result = prune_model(model, windows, prev, row.dense, row.topk, b, k, d.batch_size, sink=sink,
+                             layers_on=layers_on)
     else:
         sink.log(f"{method}: one-shot Wanda baseline {baseline}")
         result = prune_baseline(model, windows, method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m,
-                                d.batch_size, sink=sink)
+                                d.batch_size, sink=sink, layers_on=layers_on)
     violations = prune_violations(result)
 
     t0 = time.perf_counter()
@@ -122,7 +129,7 @@ def body(ctx: StepContext) -> None:
     save_model(model, tokenizer, layout.model(n))
     save_s = time.perf_counter() - t0
 
-    ev = measure_ppl(ctx, model, tokenizer, "ppl_pruned")
+    ev = measure_ppl(ctx, model, tokenizer, "ppl_pruned", layers_on=layers_on)
     metrics = {
         "iteration": n,
         "method": method,
@@ -140,6 +147,7 @@ def body(ctx: StepContext) -> None:
         "calibration": calib,
         "eval": ev.info,
         "device": str(device),
+        "offload": "layers" if layers_on is not None else "never",
         "dtype": cfg.model.dtype,
         "timings": {"load_s": round(load_s, 3), "calibrate_s": round(result.timings["calibrate_s"], 3),
                     "prune_s": round(result.timings["prune_s"], 3), "save_s": round(save_s, 3),
