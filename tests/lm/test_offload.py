@@ -153,3 +153,24 @@ def test_prune_step_with_offload_layers_writes_the_same_outputs(tmp_path: Path):
     w_never = weights(load_model(str(never.model(1)), device="cpu")[0])
     w_layers = weights(load_model(str(layers.model(1)), device="cpu")[0])
     assert all(torch.equal(w_never[k], w_layers[k]) for k in w_never)
+
+
+def test_eval_step_with_offload_layers_gives_the_same_ppl_and_says_where_the_model_is(tmp_path: Path):
+    from tierctl.core.atomic import atomic_write_json
+    from tierctl.core.events import read_events
+    from tierctl.steps.eval import main as eval_main
+
+    ppl = {}
+    for mode in ("never", "layers"):
+        layout = make_campaign(tmp_path, name=f"eval-{mode}")
+        cfg = load_config(layout.config)
+        cfg.model.offload = mode
+        layout.config.write_text(dumps_config(cfg), encoding="utf-8")
+        assert main(["--campaign", str(layout.root), "--iter", "1"]) == 0
+        atomic_write_json(layout.model(1) / "finetune.json", {"epochs": 0, "skipped": True})  # eval needs it
+        assert eval_main(["--campaign", str(layout.root), "--iter", "1"]) == 0
+        ppl[mode] = json.loads(layout.metrics(1).read_text(encoding="utf-8"))["ppl"]
+        logs = [e.get("msg") for e in read_events(layout.events(1)) if e.step == "eval" and e.event == "log"]
+        streamed = any("one decoder layer at a time" in m for m in logs)
+        assert streamed == (mode == "layers")
+    assert ppl["layers"] == pytest.approx(ppl["never"], rel=1e-6)

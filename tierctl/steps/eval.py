@@ -17,7 +17,7 @@ STEP = "eval"
 
 
 def body(ctx: StepContext) -> None:
-    from tierctl.lm.models import load_model
+    from tierctl.lm.offload import load_placed
 
     n, cfg, sink = ctx.iteration, ctx.config, ctx.sink
     model_dir = require_model(ctx)
@@ -28,12 +28,16 @@ def body(ctx: StepContext) -> None:
     read_metrics(ctx.layout, n)  # refuse a corrupt metrics.json before spending time on the model
 
     t0 = time.perf_counter()
-    model, tokenizer = load_model(str(model_dir), device=ctx.device, dtype=cfg.model.dtype,
-                                  trust_remote_code=cfg.model.trust_remote_code)
+    # Same placement rule as the prune step ([model] offload), so a model the prune could stream
+    # layer by layer is evaluated the same way.
+    model, tokenizer, layers_on = load_placed(str(model_dir), ctx.device, cfg.model.dtype,
+                                              cfg.model.trust_remote_code, cfg.model.offload)
     load_s = time.perf_counter() - t0
-    sink.log(f"loaded {model_dir} on {next(model.parameters()).device} in {load_s:.1f}s")
+    where = f"cpu, one decoder layer at a time on {layers_on}" if layers_on is not None else \
+        f"{next(model.parameters()).device}"
+    sink.log(f"loaded {model_dir} on {where} in {load_s:.1f}s")
 
-    result = measure_ppl(ctx, model, tokenizer, "ppl")
+    result = measure_ppl(ctx, model, tokenizer, "ppl", layers_on=layers_on)
     update_metrics(ctx.layout, n, ppl=result.ppl, eval=result.info,
                    timings={"eval_s": round(result.seconds, 3), "eval_load_s": round(load_s, 3)})
 
