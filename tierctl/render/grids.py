@@ -77,6 +77,16 @@ def _paint(codes: np.ndarray, colors: Sequence[str], glyphs: Sequence[str] | Non
     return lines
 
 
+def _grid_head(title: str | None, rows: int, cols: int) -> Text:
+    """The line above a grid: its title and its size in blocks."""
+    head = Text(no_wrap=True, overflow="ellipsis")
+    if title:
+        head.append(title, style="bold")
+        head.append("  ")
+    head.append(f"{rows}x{cols} blocks", style="dim")
+    return head
+
+
 def _scale_note(factor: int, reduce: str, glyphs: bool) -> str:
     what = "most pruned tier" if reduce == "max" else "most common tier"
     if glyphs:
@@ -101,11 +111,7 @@ class TierMapGrid:
         rows_per_char = 1 if self.glyphs else 2
         f = _fit_factor((r, c), min(width, self.max_width or width), self.max_height, rows_per_char)
         cells = downsample(self.tier_map, f, self.reduce)
-        head = Text(no_wrap=True, overflow="ellipsis")
-        if self.title:
-            head.append(self.title, style="bold")
-            head.append("  ")
-        head.append(f"{r}x{c} blocks", style="dim")
+        head = _grid_head(self.title, r, c)
         body = _paint(cells, TIER_COLORS, TIER_GLYPHS if self.glyphs else None)
         note = Text(_scale_note(f, self.reduce, self.glyphs), style="dim", no_wrap=True, overflow="ellipsis")
         legend = composition_legend(map_composition(self.tier_map), solid=not self.glyphs, blocks=r * c)
@@ -157,11 +163,7 @@ class TierMapDiffGrid:
             padded[:r, :c] = ranks
             ranks = padded.reshape(rr, f, cc, f).max(axis=(1, 3))
         cells = _RANK_TO_CODE[ranks]
-        head = Text(no_wrap=True, overflow="ellipsis")
-        if self.title:
-            head.append(self.title, style="bold")
-            head.append("  ")
-        head.append(f"{r}x{c} blocks", style="dim")
+        head = _grid_head(self.title, r, c)
         body = _paint(cells, DIFF_COLORS, DIFF_GLYPHS if self.glyphs else None)
         note = _scale_note(f, "max", self.glyphs).replace("most pruned tier", "largest move")
         counts = np.bincount(codes.ravel(), minlength=9)
