@@ -28,6 +28,7 @@ METHODS = ("progressive", "wanda-unstructured", "wanda-nm")
 LAUNCHERS = ("local", "torchrun")
 STRATEGIES = ("single", "ddp", "fsdp2")
 OFFLOADS = ("auto", "never", "layers")
+ALLOCATIONS = ("uniform", "owl")
 
 
 @dataclass
@@ -64,6 +65,11 @@ class PruneConfig:
     sparsity: float = 0.5  # wanda-unstructured: fraction of each output row pruned
     n: int = 2  # wanda-nm: keep n of every m
     m: int = 4
+    # Per-layer targets: "uniform" (the schedule row everywhere) or "owl" (outlier-rich layers keep more;
+    # progressive and wanda-unstructured), with OWL's outlier threshold M and shift bound lambda.
+    allocation: str = "uniform"
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
 
 
 @dataclass
@@ -143,6 +149,12 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     _check(path, p.method in METHODS, "[prune] method", f"must be one of {', '.join(METHODS)}, got {p.method!r}")
     _check(path, 0.0 <= p.sparsity < 1.0, "[prune] sparsity", f"must be in [0, 1), got {p.sparsity}")
     _check(path, 1 <= p.n < p.m, "[prune] n", f"must satisfy 1 <= n < m, got n={p.n} m={p.m}")
+    _check(path, p.allocation in ALLOCATIONS, "[prune] allocation",
+           f"must be one of {', '.join(ALLOCATIONS)}, got {p.allocation!r}")
+    _check(path, p.allocation == "uniform" or p.method != "wanda-nm", "[prune] allocation",
+           "owl applies to progressive and wanda-unstructured, not wanda-nm (its n:m is per group)")
+    _check(path, p.owl_m > 0, "[prune] owl_m", f"must be > 0, got {p.owl_m}")
+    _check(path, 0.0 <= p.owl_lambda <= 0.5, "[prune] owl_lambda", f"must be in [0, 0.5], got {p.owl_lambda}")
     _check(path, f.lr > 0, "[finetune] lr", f"must be > 0, got {f.lr}")
     for key in ("batch_size", "grad_accum", "seqlen"):
         _check(path, getattr(f, key) >= 1, f"[finetune] {key}", f"must be >= 1, got {getattr(f, key)}")

@@ -190,12 +190,14 @@ def block_weighted(comps: list[dict[str, float]]) -> dict[str, float]:
 def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[str, torch.Tensor] | None,
                 dense: float, topk: float, block_size: int = 16, k: int = 10, batch_size: int = 4,
                 sink: EventSink | None = None, offload: bool | None = None,
-                layers_on: torch.device | None = None, place: Place = place_module) -> PruneResult:
+                layers_on: torch.device | None = None, place: Place = place_module,
+                targets: dict[str, tuple[float, float]] | None = None) -> PruneResult:
     """One progressive iteration on `model` in place, towards cumulative targets `dense` and `topk`.
 
     `prev_tiers`: the tier map of every prunable matrix from the previous iteration (None: all DENSE).
     `calib_windows`: LongTensor [nsamples, seqlen], run in batches of `batch_size` windows.
     `layers_on` / `place`: layer-wise placement of a model held on CPU (see sequential_prune).
+    `targets`: per-matrix (dense, topk) replacing the row's (a non-uniform allocation, lm/allocation.py).
     """
     from tierctl.core.tiers import composition, count_violations, expected_sparsity, progressive_step
 
@@ -212,7 +214,8 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
         shape = (w.shape[0] // block_size, w.shape[1] // block_size)
         prev = prev_tiers[name].to(w.device) if prev_tiers is not None else \
             torch.zeros(shape, dtype=torch.uint8, device=w.device)
-        new, keep = progressive_step(w, norm, prev, dense, topk, block_size=block_size, k=k)
+        d, t = targets[name] if targets is not None else (dense, topk)
+        new, keep = progressive_step(w, norm, prev, d, t, block_size=block_size, k=k)
         w.mul_(keep)  # keep: bool [out, in]
         violations[name] = count_violations(w, new, block_size, k)  # checked while the weight is hot
         comp = composition(new)
@@ -275,9 +278,10 @@ def check_history(maps: dict[str, torch.Tensor], dense: float, topk: float, sour
 def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, sparsity: float = 0.5,
                    n: int = 2, m: int = 4, batch_size: int = 4, sink: EventSink | None = None,
                    offload: bool | None = None, layers_on: torch.device | None = None,
-                   place: Place = place_module) -> PruneResult:
+                   place: Place = place_module, sparsities: dict[str, float] | None = None) -> PruneResult:
     """Wanda one-shot on `model` in place: `wanda-unstructured` (per output row at `sparsity`) or
-    `wanda-nm` (keep n of every m consecutive inputs), with the same calibration as progressive."""
+    `wanda-nm` (keep n of every m consecutive inputs), with the same calibration as progressive.
+    `sparsities`: per-matrix ratios of wanda-unstructured replacing `sparsity` (lm/allocation.py)."""
     from tierctl.core.tiers import nm_mask, unstructured_mask
 
     if method not in BASELINES:
@@ -286,7 +290,8 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
     def select(name: str, lin: nn.Linear, norm: torch.Tensor) -> tuple[dict[str, float], None]:
         w = lin.weight  # [out, in]
         scores = w.detach().abs().float() * norm[None, :].float()  # S = |W| * norm, [out, in]
-        keep = unstructured_mask(scores, sparsity) if method == "wanda-unstructured" else nm_mask(scores, n, m)
+        ratio = sparsities[name] if sparsities is not None else sparsity
+        keep = unstructured_mask(scores, ratio) if method == "wanda-unstructured" else nm_mask(scores, n, m)
         w.mul_(keep)
         return {"sparsity": count_zeros(w) / w.numel()}, None
 

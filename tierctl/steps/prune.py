@@ -34,7 +34,7 @@ from typing import Any
 
 from tierctl.core.atomic import atomic_path, atomic_write_json, remove_path
 from tierctl.errors import BadInput, StepFailed
-from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, run_step
+from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, read_metrics, run_step
 
 STEP = "prune"
 
@@ -56,8 +56,69 @@ def previous_tiers(ctx: StepContext) -> dict[str, Any] | None:
         if key in meta and int(meta[key]) != want:
             raise BadInput(f"{path}: {key} {meta[key]} differs from [tiers] {key} {want} in {layout.config}")
     prev_row = ctx.schedule.row(n - 1)
-    check_history(maps, prev_row.dense, prev_row.topk, f"{path}", f"{layout.schedule} row {n - 1}")
+    recorded = owl_record(ctx, n - 1)
+    if recorded is not None:  # per-matrix counts differ from the row's by design: check the totals
+        from tierctl.lm.allocation import check_totals
+
+        check_totals(maps, prev_row.dense, prev_row.topk, recorded.get("blocks_off", {}), f"{path}",
+                     f"{layout.schedule} row {n - 1}")
+    else:
+        check_history(maps, prev_row.dense, prev_row.topk, f"{path}", f"{layout.schedule} row {n - 1}")
     return maps
+
+
+def owl_record(ctx: StepContext, n: int) -> dict[str, Any] | None:
+    """metrics.json "allocation" of iteration n when it ran with allocation "owl"; None otherwise."""
+    if n < 1:
+        return None
+    record = read_metrics(ctx.layout, n).get("allocation")
+    return record if isinstance(record, dict) and record.get("method") == "owl" else None
+
+
+def allocate(ctx: StepContext, model: Any, windows: Any, prev: dict[str, Any] | None,
+             layers_on: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OWL's per-matrix targets for this iteration, and the "allocation" record for metrics.json.
+
+    The outlier ratios are measured once, by one extra pass through the model in the first OWL iteration,
+    and reused from iter<N-1>/metrics.json afterwards (same owl_m and layer count), so every iteration
+    shifts the layers by the same profile and no block is asked to come back up (lm/allocation.py).
+    Returns ({"targets": ...} for progressive or {"sparsities": ...} for wanda-unstructured, record).
+    """
+    from tierctl.lm.allocation import (
+        layer_index,
+        layer_weights,
+        matrix_blocks,
+        outlier_ratios,
+        progressive_targets,
+        unstructured_sparsities,
+    )
+    from tierctl.lm.models import decoder_layers, prunable_linears
+    from tierctl.lm.prune import PROGRESSIVE
+
+    n, cfg = ctx.iteration, ctx.config
+    p, d = cfg.prune, cfg.data
+    layers, prefix = decoder_layers(model)
+    before = owl_record(ctx, n - 1)
+    t0 = time.perf_counter()
+    if before is not None and before.get("m") == p.owl_m and len(before.get("layers", [])) == len(layers):
+        ratios = [float(layer["outlier_ratio"]) for layer in before["layers"]]
+        measured = int(before.get("ratios_from", n - 1))
+        ctx.sink.log(f"owl: outlier ratios of iteration {measured} reused")
+    else:
+        ratios = outlier_ratios(model, windows, p.owl_m, d.batch_size, layers_on=layers_on)
+        measured = n
+        ctx.sink.log(f"owl: outlier ratios measured in {time.perf_counter() - t0:.1f}s (one pass, nothing pruned)")
+    record: dict[str, Any] = {"method": "owl", "m": p.owl_m, "lambda": p.owl_lambda, "ratios_from": measured,
+                              "ratios_s": round(time.perf_counter() - t0, 3)}
+    if p.method == PROGRESSIVE:
+        alloc = progressive_targets(matrix_blocks(model, prev, cfg.tiers.block_size), ratios, ctx.row.dense,
+                                    ctx.row.topk, p.owl_lambda)
+        return {"targets": alloc.targets}, {**record, "layers": alloc.layers, "blocks_off": alloc.blocks_off}
+    per_layer = unstructured_sparsities(layer_weights(model), ratios, p.sparsity, p.owl_lambda)
+    sparsities = {name: per_layer[layer_index(name, prefix)] for name in prunable_linears(model)}
+    rows = [{"layer": i, "outlier_ratio": r, "sparsity": s} for i, (r, s) in enumerate(zip(ratios, per_layer,
+                                                                                        strict=True))]
+    return {"sparsities": sparsities}, {**record, "layers": rows}
 
 
 def save_act_norms(path: Any, norms: dict[str, Any], metadata: dict[str, str]) -> None:
@@ -106,15 +167,17 @@ def body(ctx: StepContext) -> None:
 
     baseline = None if method == PROGRESSIVE else baseline_settings(method, cfg.prune.sparsity, cfg.prune.n,
                                                                     cfg.prune.m)
+    per_matrix, allocation = ({}, {"method": "uniform"}) if cfg.prune.allocation == "uniform" else \
+        allocate(ctx, model, windows, prev, layers_on)
     if method == PROGRESSIVE:
         sink.log(f"progressive: dense {row.dense:g}, topk {row.topk:g} of the blocks of every matrix "
-                 f"(from {'iter' + str(n - 1) + ' tiers' if prev else 'all dense'})")
+                 f"(from {'iter' + str(n - 1) + ' tiers' if prev else 'all dense'}; {allocation['method']})")
         result = prune_model(model, windows, prev, row.dense, row.topk, b, k, d.batch_size, sink=sink,
-                             layers_on=layers_on)
+                             layers_on=layers_on, **per_matrix)
     else:
-        sink.log(f"{method}: one-shot Wanda baseline {baseline}")
+        sink.log(f"{method}: one-shot Wanda baseline {baseline} ({allocation['method']})")
         result = prune_baseline(model, windows, method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m,
-                                d.batch_size, sink=sink, layers_on=layers_on)
+                                d.batch_size, sink=sink, layers_on=layers_on, **per_matrix)
     violations = prune_violations(result)
 
     t0 = time.perf_counter()
@@ -144,6 +207,7 @@ def body(ctx: StepContext) -> None:
         "prune_violations": violations if method == PROGRESSIVE else None,
         "tiers": {"block_size": b, "topk_per_block": k} if method == PROGRESSIVE else None,
         "baseline": baseline,
+        "allocation": allocation,
         "calibration": calib,
         "eval": ev.info,
         "device": str(device),
