@@ -349,7 +349,7 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     resumed = [e.get("msg", "") for e in read_events(layout.events(1)) if e.event == "log"]
-    assert any(m.startswith("resuming from optimizer step") for m in resumed)
+    assert any(m.startswith("the fine-tune resumes from its checkpoint at step ") for m in resumed)
     deadline = time.monotonic() + 120
     while holder_of(layout.lock) is not None:  # the orphaned step kept the lock until it ended
         assert time.monotonic() < deadline

@@ -123,6 +123,7 @@ def test_eval_step_writes_ppl_and_protocol_and_emits_events(make_campaign, tiny_
     assert kinds[0] == "start" and kinds[-1] == "end" and events[-1].get("status") == "ok"
     assert [(e.get("done"), e.get("total"), e.get("unit")) for e in events if e.event == "progress"] == [
         (2, 3, "windows"), (3, 3, "windows")]
+    assert {e.get("phase") for e in events if e.event == "progress"} == {"ppl"}
     assert [(e.get("name"), e.get("value")) for e in events if e.event == "metric"] == [("ppl", metrics["ppl"])]
     assert all(e.step == "eval" and e.iter == 1 for e in events)
     stdout_events = [json.loads(line) for line in proc.stdout.splitlines()]

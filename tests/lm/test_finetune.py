@@ -187,13 +187,16 @@ def stop_at(k: int):
 RESUME = dict(epochs=2, lr=1e-2, batch_size=2, grad_accum=2, seqlen=32, checkpoint_every=3, weight_decay=0.01)
 
 
-def run(ckpt: Path | None, stop: int | None = None, **over: Any) -> tuple[Any, Any]:
+def run(ckpt: Path | None, stop: int | None = None, sink: Any = None, clock: Any = None,
+        on_step: Any = None, **over: Any) -> tuple[Any, Any]:
     model, _, _, keep = pruned_tiny()
     settings = FinetuneSettings(**{**RESUME, **over})
+    hooks = [h for h in (on_step, stop_at(stop) if stop else None) if h is not None]
+    extra = {"clock": clock} if clock is not None else {}
     try:
         result = finetune(model, random_windows(20, 32), keep, settings, checkpoint=ckpt,
                           identity={"model_files": [("model.safetensors", 123)]},  # tuples: as JSON, lists
-                          on_step=stop_at(stop) if stop else None)
+                          on_step=(lambda done: [h(done) for h in hooks]) if hooks else None, sink=sink, **extra)
     except Stop:
         result = None
     return model, result
@@ -242,3 +245,44 @@ def test_a_checkpoint_at_the_last_step_resumes_to_the_same_result(tmp_path: Path
     again, result = run(tmp_path / "ckpt")
     assert result.resumed_from == 10 and result.final_loss == done.final_loss
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+class Minutes:
+    """A clock the test moves: each optimizer step takes `per_step` minutes."""
+
+    def __init__(self, per_step: float) -> None:
+        self.now, self.per_step = 0.0, per_step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, done: int) -> None:
+        self.now += 60 * self.per_step
+
+
+def test_a_checkpoint_is_written_once_checkpoint_minutes_have_passed(tmp_path: Path) -> None:
+    clock = Minutes(per_step=3)  # 5 steps per epoch: no epoch end and no checkpoint_every before step 5
+    run(tmp_path / "ckpt", stop=4, clock=clock, on_step=clock.step, checkpoint_every=0, checkpoint_minutes=5)
+    # The check after step k sees (k - 1) * 3 minutes (the clock moves after it): step 3 sees 6 >= 5 and
+    # saves; step 4 sees 3 minutes since that checkpoint and does not.
+    assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 3
+
+
+def test_no_time_checkpoint_when_checkpoint_minutes_is_0(tmp_path: Path) -> None:
+    clock = Minutes(per_step=60)
+    run(tmp_path / "ckpt", stop=2, clock=clock, on_step=clock.step, checkpoint_every=0, checkpoint_minutes=0)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_progress_is_reported_from_the_first_optimizer_step(tmp_path: Path) -> None:
+    from tierctl.core.events import EventSink, read_events
+
+    sink = EventSink(1, "finetune", tmp_path / "events.jsonl", stream=None)
+    run(None, sink=sink, epochs=1, log_every=10)  # 5 steps: the loss only at the last one
+    progress = [e for e in read_events(tmp_path / "events.jsonl") if e.event == "progress"]
+    first = progress[0].data
+    assert (first["done"], first["total"], first["unit"], first["phase"]) == (1, 5, "steps", "finetune")
+    assert first["tokens"] == 4 * 32  # global batch 2 x 2 windows of 32 tokens
+    assert first["elapsed_s"] > 0 and first["eta_s"] > 0
+    assert progress[-1].data["done"] == 5 and progress[-1].data["eta_s"] == 0
+    assert progress[-1].data["tokens"] == 5 * 4 * 32

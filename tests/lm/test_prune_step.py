@@ -118,6 +118,8 @@ def test_three_chained_prune_steps_write_every_spec_file(tmp_path: Path, capsys)
         units = [(e.get("done"), e.get("total"), e.get("unit")) for e in events if e.event == "progress"]
         assert [u for u in units if u[2] == "layers"] == [(0, 2, "layers"), (1, 2, "layers"), (2, 2, "layers")]
         assert units[-1] == (4, 4, "windows")
+        phases = {e.get("unit"): e.get("phase") for e in events if e.event == "progress"}
+        assert phases == {"layers": "prune", "windows": "ppl_pruned"}  # two kinds of work, each named
         assert [(e.get("name"), e.get("value")) for e in events if e.event == "metric"] == [
             ("ppl_pruned", m["ppl_pruned"])]
         assert [json.loads(line)["event"] for line in stdout.splitlines()] == kinds

@@ -84,6 +84,7 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     checkpoint_every: int = 500  # optimizer steps between resume checkpoints (0 = only at each epoch's end)
+    checkpoint_minutes: float = 10.0  # also checkpoint when this long passed since the last one (0 = off)
     log_every: int = 10  # optimizer steps between loss / lr / tokens_per_s events
 
 
@@ -162,6 +163,8 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     _check(path, 0.0 <= f.warmup_ratio < 1.0, "[finetune] warmup_ratio", "must be in [0, 1)")
     _check(path, f.max_grad_norm >= 0, "[finetune] max_grad_norm", "must be >= 0")
     _check(path, f.checkpoint_every >= 0, "[finetune] checkpoint_every", f"must be >= 0, got {f.checkpoint_every}")
+    _check(path, f.checkpoint_minutes >= 0, "[finetune] checkpoint_minutes",
+           f"must be >= 0, got {f.checkpoint_minutes}")
     _check(path, f.log_every >= 1, "[finetune] log_every", f"must be >= 1, got {f.log_every}")
     _check(path, r.launcher in LAUNCHERS, "[run] launcher", f"must be one of {', '.join(LAUNCHERS)}")
     _check(path, r.nproc >= 1, "[run] nproc", f"must be >= 1, got {r.nproc}")

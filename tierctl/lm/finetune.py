@@ -36,9 +36,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from tierctl.core.progress import Clock, ProgressMeter
 from tierctl.errors import BadInput
 from tierctl.lm.finetune_ckpt import read_checkpoint, restore_optimizer, restore_weights, save_checkpoint
-from tierctl.lm.finetune_dist import Dist, local, mean_over_ranks, no_grad_sync, shard_like, wrap
+from tierctl.lm.finetune_dist import Dist, broadcast_flag, local, mean_over_ranks, no_grad_sync, shard_like, wrap
+
+PROGRESS_EVERY_S = 1.0  # at most one progress event a second between the first and the last step
 
 # ---- settings and the plan of a run ----
 
@@ -58,6 +61,7 @@ class FinetuneSettings:
     max_grad_norm: float = 1.0  # 0 = no clipping
     seed: int = 0
     checkpoint_every: int = 0  # optimizer steps between checkpoints (0 = at the end of each epoch only)
+    checkpoint_minutes: float = 0.0  # also checkpoint once this long passed since the last one (0 = off)
     log_every: int = 10  # optimizer steps between loss / lr / tokens_per_s events
 
     @classmethod
@@ -70,7 +74,7 @@ class FinetuneSettings:
         may the split of the global batch (the plan carries it): a run killed on 8 processes with
         batch 2 resumes exactly on 4 with batch 4, or on 1 with grad_accum 8."""
         d = dataclasses.asdict(self)
-        for key in ("checkpoint_every", "log_every", "batch_size", "grad_accum"):
+        for key in ("checkpoint_every", "checkpoint_minutes", "log_every", "batch_size", "grad_accum"):
             d.pop(key)
         return d
 
@@ -214,14 +218,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tensor], settings: FinetuneSettings, *,
              dist: Dist | None = None, checkpoint: Path | None = None, identity: dict[str, Any] | None = None,
-             sink: Any = None, on_step: Callable[[int], None] | None = None) -> FinetuneResult:
+             sink: Any = None, on_step: Callable[[int], None] | None = None,
+             clock: Clock = time.monotonic) -> FinetuneResult:
     """Fine-tune `model` in place on `windows` [n, seqlen] with pruned entries held at zero.
 
     `keep` maps prunable module names to bool masks (empty: unmasked, for benchmarks). With
     `checkpoint`, resumes from the checkpoint there when its fingerprint (settings, plan, `identity`
-    of the input) matches, and writes one every `checkpoint_every` steps and at each epoch's end.
-    `on_step(done)` runs after every optimizer step (tests stop a run there). Under torchrun every
-    rank calls this; only rank 0's `sink` is enabled.
+    of the input) matches, and writes one every `checkpoint_every` steps, whenever
+    `checkpoint_minutes` of `clock` passed since the last one (rank 0's clock decides for every
+    rank), and at each epoch's end. Progress (step N of M, tokens, elapsed, time left) is reported
+    from the first optimizer step on, at most once a second. `on_step(done)` runs after every
+    optimizer step (tests stop a run there). Under torchrun every rank calls this; only rank 0's
+    `sink` is enabled.
     """
     d = dist or Dist(device=next(model.parameters()).device)
     plan = make_plan(len(windows), settings, d.world)
@@ -235,7 +243,7 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
     start = ckpt.step if ckpt else 0
     if ckpt:
         restore_weights(model, ckpt.weights)
-        _log(sink, f"resuming from optimizer step {start} of {plan.total_steps}")
+        _log(sink, f"the fine-tune resumes from its checkpoint at step {start} of {plan.total_steps}")
 
     from tierctl.lm.models import decoder_layers
 
@@ -249,6 +257,9 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
     state["fingerprint"] = fingerprint
     result = FinetuneResult(plan.total_steps, state["tokens"], state["last_loss"], state["seconds"], start)
 
+    meter = ProgressMeter(sink, plan.total_steps, "steps", "finetune", start_done=start, every_s=PROGRESS_EVERY_S,
+                          clock=clock)
+    last_ckpt = clock()
     b, world, accum = settings.batch_size, d.world, settings.grad_accum
     cuda = d.device.type == "cuda"
     module.train()
@@ -294,16 +305,17 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
             loss_sum.zero_()
             since_log = 0
             if sink is not None:
-                sink.progress(done, plan.total_steps, "steps")
+                meter.update(done, force=True, tokens=state["tokens"])
                 sink.metric("loss", mean_loss, opt_step=done)
                 sink.metric("lr", lr, opt_step=done)
                 sink.metric("tokens_per_s", tps, opt_step=done)
+        else:
+            meter.update(done, tokens=state["tokens"])
         state["step"] = done
-        at_epoch_end = done % plan.steps_per_epoch == 0
-        every = settings.checkpoint_every
-        if checkpoint is not None and (at_epoch_end or (every > 0 and done % every == 0)):
+        if checkpoint is not None and _checkpoint_due(done, plan, settings, clock() - last_ckpt, d):
             state["seconds"] = t_run + (time.perf_counter() - t_log)
             save_checkpoint(checkpoint, model, optimizer, state, d)
+            last_ckpt = clock()
         if on_step is not None:
             on_step(done)
 
@@ -311,6 +323,16 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
     result.tokens, result.final_loss, result.seconds = state["tokens"], state["last_loss"], state["seconds"]
     model.eval()
     return result
+
+
+def _checkpoint_due(done: int, plan: Plan, s: FinetuneSettings, since_s: float, d: Dist) -> bool:
+    """At each epoch's end, every `checkpoint_every` steps, and once `checkpoint_minutes` passed since
+    the last checkpoint (or the start). The time rule is rank 0's call, so every rank saves together."""
+    if done % plan.steps_per_epoch == 0 or (s.checkpoint_every > 0 and done % s.checkpoint_every == 0):
+        return True
+    if s.checkpoint_minutes <= 0:
+        return False
+    return broadcast_flag(since_s >= 60.0 * s.checkpoint_minutes, d)
 
 
 def _log(sink: Any, msg: str) -> None:

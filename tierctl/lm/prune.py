@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from tierctl.core.events import EventSink
+from tierctl.core.progress import ProgressMeter
 from tierctl.lm.calibrate import accumulate_norms, capture_inputs, model_device, run_layer
 from tierctl.lm.models import decoder_layers, prunable_linears
 from tierctl.lm.offload import CPU, Place, outer_on, place_module
@@ -132,8 +133,8 @@ def _sequential_prune(model: nn.Module, layers: nn.ModuleList, prefix: str, wind
     inputs = capture_inputs(model, layers, windows, batch_size, offload=offload, device=device)
     _sync(device)
     forward_s += time.perf_counter() - t0
-    if sink is not None:
-        sink.progress(0, len(layers), "layers")
+    meter = ProgressMeter(sink, len(layers), "layers", "prune")
+    meter.update(0)
 
     for i, layer in enumerate(layers):
         mine = {name: lin for name, lin in linears.items() if name.startswith(f"{prefix}.{i}.")}
@@ -162,8 +163,7 @@ def _sequential_prune(model: nn.Module, layers: nn.ModuleList, prefix: str, wind
         if place is not None:
             place(layer, CPU)
         forward_s += time.perf_counter() - t2
-        if sink is not None:
-            sink.progress(i + 1, len(layers), "layers")
+        meter.update(i + 1)
     del inputs
     return per_layer, tiers, norms, {"calibrate_s": forward_s, "prune_s": select_s}
 

@@ -198,15 +198,23 @@ def measure_ppl(ctx: StepContext, model: Any, tokenizer: Any, metric: str = "ppl
     """Perplexity of `model` on the campaign's eval source, with progress and a `metric` event.
 
     The prune step calls it with metric="ppl_pruned", the eval step with "ppl", so both use
-    the same windows and protocol. Returns tierctl.lm.evaluate.EvalResult (ppl, info, seconds);
+    the same windows and protocol. Its `progress` events (unit "windows") carry `phase` = `metric`, so
+    a reader can tell the prune step's ppl_pruned windows from its layers.
+    Returns tierctl.lm.evaluate.EvalResult (ppl, info, seconds);
     `info` is what metrics.json keeps under "eval". `layers_on`: the model is on CPU and streams
     through that device layer by layer (offload "layers").
     """
+    from tierctl.core.progress import ProgressMeter
     from tierctl.lm.evaluate import evaluate_source
 
     d = ctx.config.data
+    meter = ProgressMeter(ctx.sink, 0, "windows", metric)  # its total is known once the text is cut
+
+    def on_progress(done: int, total: int) -> None:
+        meter.total = total
+        meter.update(done)
+
     result = evaluate_source(model, tokenizer, d.eval, d.seqlen, d.eval_windows, d.batch_size,
-                             on_progress=lambda done, total: ctx.sink.progress(done, total, "windows"),
-                             layers_on=layers_on)
+                             on_progress=on_progress, layers_on=layers_on)
     ctx.sink.metric(metric, result.ppl)
     return result
