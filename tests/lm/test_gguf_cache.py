@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tierctl.lm.models import HASHED_BYTES, gguf_cache_path, prune_conversions
+from tierctl.lm.models import HASHED_BYTES, convert_gguf, gguf_cache_path, prune_conversions
 
 
 def write_gguf(path: Path, fill: float = 0.5, rows: int = 1024) -> Path:
@@ -61,3 +61,15 @@ def test_a_new_conversion_removes_the_older_ones_of_the_same_file_name(tmp_path:
         (d / "config.json").write_text("{}")
     assert prune_conversions(keep) == sorted(older)
     assert sorted(p.name for p in (cache / "gguf").iterdir()) == sorted(p.name for p in [keep, *others])
+
+
+def test_a_conversion_keyed_by_mtime_is_moved_to_its_content_key_not_converted_again(tmp_path: Path,
+                                                                                     cache: Path) -> None:
+    gguf = write_gguf(tmp_path / "model.gguf")
+    st = gguf.stat()
+    legacy = cache / "gguf" / f"model-{st.st_size}-{st.st_mtime_ns}"
+    legacy.mkdir(parents=True)
+    (legacy / "config.json").write_text('{"converted": "before"}')
+    assert convert_gguf(gguf) == gguf_cache_path(gguf)
+    assert (gguf_cache_path(gguf) / "config.json").read_text() == '{"converted": "before"}'
+    assert not legacy.exists()

@@ -186,6 +186,11 @@ def convert_gguf(gguf: Path) -> Path:
     dest = gguf_cache_path(gguf)
     if (dest / "config.json").is_file():
         return dest
+    st = gguf.stat()
+    legacy = dest.parent / f"{gguf.stem}-{st.st_size}-{st.st_mtime_ns}"  # the key of tierctl <= 0.1: same file
+    if (legacy / "config.json").is_file():
+        os.replace(legacy, dest)
+        return dest
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet()
