@@ -1,0 +1,88 @@
+"""TieredLinear: an nn.Linear whose weight stays packed by tier; `x @ W.T` is computed from the packed tensors.
+
+Two ways to compute, both exact up to float32 summation order:
+- few tokens (decoding), float32 on CPU, numba installed (`tierctl[fast]`): the kernel of
+  tierctl/export/kernels.py reads the packed tensors once per call;
+- otherwise (prefill, other dtypes, no numba): the weight is rebuilt one strip of block rows at a time
+  (about 256 K entries, a few hundred KB) and multiplied by torch; the whole dense weight never exists.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tierctl.export import kernels
+from tierctl.export.matrix import PackedMatrix
+
+KERNEL_MAX_TOKENS = 8  # above this, strips + BLAS beat the scalar kernel
+STRIP_ENTRIES = 1 << 18  # entries of one rebuilt strip in the torch path
+
+_BUFFERS = ("tiers", "offsets", "dense", "semi_values", "semi_codes", "topk_values", "topk_index", "edge_right",
+            "edge_bottom")
+
+
+class TieredLinear(nn.Module):
+    """`y = x @ W.T + bias` with W held as a PackedMatrix (buffers, so `.to(device)` moves them)."""
+
+    def __init__(self, packed: PackedMatrix, bias: torch.Tensor | None = None, use_kernel: bool | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = packed.shape
+        self.block_size, self.k = packed.block_size, packed.k
+        self.use_kernel = kernels.AVAILABLE if use_kernel is None else use_kernel
+        for name in _BUFFERS:
+            value = packed.offsets() if name == "offsets" else getattr(packed, name)
+            self.register_buffer(name, None if value is None else value.contiguous(), persistent=False)
+        self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias)
+
+    @property
+    def packed(self) -> PackedMatrix:
+        return PackedMatrix((self.out_features, self.in_features), self.block_size, self.k, self.tiers, self.dense,
+                            self.semi_values, self.semi_codes, self.topk_values, self.topk_index, self.edge_right,
+                            self.edge_bottom)
+
+    def weight_bytes(self) -> int:
+        """Bytes this layer holds for its weight (the packed tensors and the per-row offsets)."""
+        return sum(t.numel() * t.element_size() for n in _BUFFERS if (t := getattr(self, n)) is not None)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, " \
+               f"block_size={self.block_size}, k={self.k}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if (self.use_kernel and x2.shape[0] <= KERNEL_MAX_TOKENS and x2.dtype == torch.float32
+                and self.dense.dtype == torch.float32 and x2.device.type == "cpu" and not torch.is_grad_enabled()):
+            y = self._kernel(x2)
+        else:
+            y = self._strips(x2)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*lead, self.out_features)
+
+    def _strips(self, x: torch.Tensor) -> torch.Tensor:
+        """Rebuild a strip of block rows, multiply, move on: peak extra memory is one strip."""
+        b, R = self.block_size, self.tiers.shape[0]
+        m = self.packed
+        y = x.new_empty(x.shape[0], self.out_features)
+        per = max(1, STRIP_ENTRIES // max(1, self.in_features * b))  # block rows per strip
+        for r0 in range(0, R, per):
+            r1 = min(R, r0 + per)
+            y[:, r0 * b: r1 * b] = x @ m.dense_rows(r0, r1, self.offsets).to(x.dtype).T
+        if self.edge_bottom is not None:
+            y[:, R * b:] = x @ self.edge_bottom.to(x.dtype).T
+        return y
+
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
+        b, (R, C) = self.block_size, self.tiers.shape
+        x = x.contiguous()
+        rows = x.new_empty(x.shape[0], R * b)  # contiguous, so the kernel is compiled for one layout only
+        kernels.tiered_rows(x.numpy(), self.tiers.numpy(), self.offsets.numpy(), self.dense.numpy(),
+                            self.semi_values.numpy(), self.semi_codes.numpy(), self.topk_values.numpy(),
+                            self.topk_index.numpy(), rows.numpy())
+        if self.edge_right is not None:
+            rows += x[:, C * b:] @ self.edge_right.T
+        if self.edge_bottom is None:
+            return rows
+        return torch.cat([rows, x @ self.edge_bottom.T], dim=1)
