@@ -1,22 +1,22 @@
 """`tierctl report`: one offline HTML page with PNG figures comparing finished campaigns.
 
-Reads only what a campaign directory holds (SPEC section 5): campaign.toml, schedule.csv, each
-iteration's metrics.json and tiers.safetensors (numpy, no torch), with step states from
-campaign.state. Everything is read and checked before the first file is written; figures and then
-index.html are each written atomically, so a page never references a half-written figure.
+Reads only what a campaign directory holds (docs/campaign.md): campaign.toml, schedule.csv, each
+iteration's metrics.json and tiers.safetensors (numpy, no torch), the steps' start and end events,
+and iter0/metrics.json (the unpruned reference) when the campaign measured one. Everything is read and
+checked before the first file is written; the whole report (figures and index.html) is written into a
+temporary directory that then replaces `--out`, so a reused `--out` keeps no figure of an earlier
+report and a page never references a half-written figure.
 
-Figures (matplotlib, Agg, imported only here):
-- ppl after prune (dashed) and after fine-tune (solid) against iteration, and against sparsity:
-  all campaigns in one figure, one colour per campaign (the side-by-side a paper shows);
-- per campaign, the composition of every matrix per iteration (stacked dense / 2:4 / top-k bars);
-- per campaign, the tier maps of a few matrices across iterations (heat maps).
-Tables: per-iteration results, the schedule with its projected sparsity, timings, settings.
+Figures: tierctl/report_figures.py. Tables: per-iteration results, the schedule with its projected
+sparsity, timings (each step's wall time from its events, then the parts the steps recorded),
+settings.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import html
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +25,20 @@ from typing import Any
 import numpy as np
 
 from tierctl.campaign.config import CampaignConfig, load_config
-from tierctl.campaign.layout import CampaignLayout, atomic_path
+from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.state import DONE, campaign_status, load_campaign_schedule
+from tierctl.core.atomic import atomic_dir
+from tierctl.core.events import read_events
 from tierctl.core.schedule import project
 from tierctl.core.tiermap_io import load_tier_maps_numpy
 from tierctl.errors import BadInput
-from tierctl.render.bars import TIER_COLORS, TIER_NAMES, matrix_sort_key, split_matrix_name
+from tierctl.report_figures import composition_figure, ppl_figure, tiermap_figure
 
-DPI = 110
-TIMING_ORDER = ("prune_s", "finetune_s", "eval_s")
+# The parts each step records in metrics.json `timings`, in the order they happen.
+TIMING_PARTS = (("load_s", "load"), ("calibrate_s", "calibrate"), ("prune_s", "select blocks"), ("save_s", "save"),
+                ("ppl_pruned_s", "ppl_pruned"), ("finetune_s", "training"), ("eval_load_s", "eval load"),
+                ("eval_s", "eval ppl"))
+STEP_TOTALS = (("prune", "step_s"), ("finetune", None), ("eval", None))  # metrics key of a step's own total
 
 
 @dataclass
@@ -47,6 +52,8 @@ class IterationData:
     per_layer: dict[str, dict[str, float]] | None
     metrics: dict[str, Any]
     tiers: dict[str, np.ndarray] | None  # None when the iteration has no tier map (e.g. a Wanda baseline)
+    eval_info: dict[str, Any] | None = None  # the evaluation protocol (source, windows, seqlen, protocol)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step's last ok run
 
 
 @dataclass
@@ -56,6 +63,7 @@ class CampaignData:
     config: CampaignConfig
     schedule: list[dict[str, Any]]  # schedule rows with their projected composition and sparsity
     iterations: list[IterationData] = field(default_factory=list)  # those whose prune is done
+    reference_ppl: float | None = None  # the unpruned model's ppl (iteration 0), when it was measured
 
 
 @dataclass
@@ -75,17 +83,47 @@ def load_campaign(layout: CampaignLayout) -> CampaignData:
     projected = project(schedule, config.tiers.block_size, config.tiers.topk_per_block)
     rows = [{**rec, "projected_sparsity": p["sparsity"]} for rec, p in zip(schedule.to_records(), projected,
                                                                             strict=True)]
-    data = CampaignData(layout.name, layout, config, rows)
+    data = CampaignData(layout.name, layout, config, rows, reference_ppl=reference_ppl(layout))
     for it in status.iterations:
-        if it.metrics is None:
+        if it.metrics is None or it.iteration < 1:
             continue
         path = layout.tiers(it.iteration)
         tiers = load_tier_maps_numpy(path)[0] if path.is_file() else None
+        info = _field(it.metrics, "eval")
         data.iterations.append(IterationData(it.iteration, dict(it.steps), it.composition, it.sparsity,
-                                             it.ppl_pruned, it.ppl, it.per_layer, it.metrics, tiers))
+                                             it.ppl_pruned, it.ppl, it.per_layer, it.metrics, tiers,
+                                             info if isinstance(info, dict) else None,
+                                             step_seconds(layout, it.iteration)))
     if not any(it.steps.get("eval") == DONE for it in data.iterations):
         raise BadInput(f"{layout.root}: no finished iteration to report (run `tierctl run {layout.root} --iter 1`)")
     return data
+
+
+def _field(metrics: Any, key: str) -> Any:
+    """A metrics.json field, from a dict or a typed record alike."""
+    return metrics.get(key) if isinstance(metrics, dict) else getattr(metrics, key, None)
+
+
+def reference_ppl(layout: CampaignLayout) -> float | None:
+    """The ppl of the unpruned model: iter0/metrics.json `ppl`, written when the campaign measured
+    its iteration 0 (the reference); None when it did not."""
+    try:
+        value = json.loads(layout.metrics(0).read_text(encoding="utf-8")).get("ppl")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def step_seconds(layout: CampaignLayout, n: int) -> dict[str, float]:
+    """Wall time of each step of iteration n: from its last `start` to the `end ok` that followed."""
+    out: dict[str, float] = {}
+    started: dict[str, float] = {}
+    for e in read_events(layout.events(n)):
+        if e.event == "start":
+            started[e.step] = e.t
+        elif e.event == "end" and e.get("status") == "ok" and e.step in started:
+            out[e.step] = e.t - started.pop(e.step)
+    return out
 
 
 def _unique_names(campaigns: list[CampaignData]) -> None:
@@ -98,133 +136,7 @@ def _unique_names(campaigns: list[CampaignData]) -> None:
             c.name = f"{c.layout.root.resolve().parent.name}/{c.name}"
 
 
-def select_matrices(names: list[str], patterns: list[str] | None) -> list[str]:
-    """Matrices for the heat maps: those matching `patterns`, else the first and last kind of the first
-    and last decoder layer (attention in and MLP out, at both ends of the network)."""
-    names = sorted(names, key=matrix_sort_key)
-    if patterns:
-        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    layers = sorted({split_matrix_name(n)[0] for n in names}, key=lambda x: (x is None, x or 0))
-    picks: list[str] = []
-    for layer in dict.fromkeys([layers[0], layers[-1]]):
-        of_layer = [n for n in names if split_matrix_name(n)[0] == layer]
-        picks += [n for n in dict.fromkeys([of_layer[0], of_layer[-1]]) if n not in picks]
-    return picks
-
-
-# --- figures ----------------------------------------------------------------------------------------
-
-
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _log_y(ax: Any) -> None:
-    """Log y axis labelled in plain numbers; minor ticks labelled too when the data span under a decade."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    ax.set_yscale("log")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    lo, hi = ax.get_ylim()
-    ax.yaxis.set_minor_formatter(plain if hi / lo < 12 else NullFormatter())
-
-
-def ppl_figure(campaigns: list[CampaignData], x: str = "iteration") -> Any:
-    """ppl after prune (dashed, hollow) and after fine-tune (solid) of every campaign, against `x`."""
-    fig = _new_figure(7.5, 4.2)
-    ax = fig.add_subplot()
-    for i, c in enumerate(campaigns):
-        color = f"C{i % 10}"  # matplotlib's default cycle: one colour per campaign in both ppl figures
-        for attr, style, label in (("ppl_pruned", "--", "after prune"), ("ppl", "-", "after fine-tune")):
-            pts = [(it.iteration if x == "iteration" else 100 * it.sparsity, getattr(it, attr))
-                   for it in c.iterations
-                   if getattr(it, attr) is not None and (x == "iteration" or it.sparsity is not None)]
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, style, marker="o", color=color, label=f"{c.name}: {label}",
-                        markerfacecolor="white" if style == "--" else color)
-    _log_y(ax)
-    ax.set_xlabel("iteration" if x == "iteration" else "sparsity of prunable matrices (%)")
-    ax.set_ylabel("perplexity (log scale)")
-    ax.set_title(f"Perplexity against {x}")
-    if x == "iteration":
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def composition_figure(c: CampaignData) -> Any | None:
-    """Per iteration (rows), the dense / 2:4 / top-k fractions of every matrix in model order."""
-    from matplotlib.patches import Patch
-
-    its = [it for it in c.iterations if it.per_layer]
-    if not its:
-        return None
-    names = sorted({n for it in its for n in it.per_layer}, key=matrix_sort_key)
-    fig = _new_figure(min(16.0, 4 + 0.05 * len(names)), 0.5 + 1.5 * len(its))
-    axes = fig.subplots(len(its), 1, sharex=True, squeeze=False)[:, 0]
-    xs = np.arange(len(names))
-    for ax, it in zip(axes, its, strict=True):
-        bottom = np.zeros(len(names))
-        for tier, key in enumerate(("dense", "semi", "topk")):
-            vals = np.array([float(it.per_layer.get(n, {}).get(key, 0.0)) for n in names])
-            ax.bar(xs, vals, bottom=bottom, width=1.0, color=TIER_COLORS[tier], label=TIER_NAMES[tier], linewidth=0)
-            bottom += vals
-        ax.set_ylim(0, 1)
-        ax.set_xlim(-0.5, len(names) - 0.5)
-        ax.set_ylabel(f"iter {it.iteration}")
-        ax.set_yticks([0, 0.5, 1])
-    starts = [i for i, n in enumerate(names) if i == 0 or split_matrix_name(n)[0] != split_matrix_name(names[i - 1])[0]]
-    step = max(1, len(starts) // 16)
-    axes[-1].set_xticks([starts[i] for i in range(0, len(starts), step)],
-                        [str(split_matrix_name(names[starts[i]])[0]) for i in range(0, len(starts), step)])
-    axes[-1].set_xlabel("decoder layer (one bar per matrix, in model order)")
-    for ax in axes:
-        for x in starts[1:]:
-            ax.axvline(x - 0.5, color="white", linewidth=0.6)  # decoder-layer boundaries
-    fig.suptitle(f"{c.name}: block composition of every matrix", fontsize=10)
-    handles = [Patch(color=TIER_COLORS[t], label=TIER_NAMES[t]) for t in range(3)]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
-    return fig
-
-
-def tiermap_figure(c: CampaignData, patterns: list[str] | None) -> Any | None:
-    """Heat maps of the selected matrices (rows) at every iteration with a tier map (columns)."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    its = [it for it in c.iterations if it.tiers]
-    if not its:
-        return None
-    chosen = select_matrices(list(its[-1].tiers), patterns)
-    if not chosen:
-        return None
-    cmap = ListedColormap(list(TIER_COLORS))
-    fig = _new_figure(1.0 + 2.2 * len(its), 0.8 + 1.9 * len(chosen))
-    axes = fig.subplots(len(chosen), len(its), squeeze=False)
-    for r, name in enumerate(chosen):
-        for col, it in enumerate(its):
-            ax = axes[r][col]
-            m = it.tiers.get(name)
-            if m is not None:
-                ax.imshow(m, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", aspect="equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"iter {it.iteration}", fontsize=9)
-            if col == 0:
-                ax.set_ylabel(re.sub(r"^model\.(layers\.)?", "", name), fontsize=7)
-    fig.legend(handles=[Patch(color=TIER_COLORS[t], label=TIER_NAMES[t]) for t in range(3)],
-               loc="outside lower center", ncols=3, fontsize=8)
-    fig.suptitle(f"{c.name}: tier maps (rows: output blocks, columns: input blocks)", fontsize=10)
-    return fig
+# --- figures (tierctl/report_figures.py) and the files of a report ------------------------------------
 
 
 def _slug(s: str) -> str:
@@ -232,48 +144,50 @@ def _slug(s: str) -> str:
 
 
 def write_figures(campaigns: list[CampaignData], out: Path, patterns: list[str] | None) -> list[FigureFile]:
-    """Render and save every figure (each PNG written atomically); the list says what each shows."""
+    """Render and save every figure into `out` (the report's temporary directory); the list says what
+    each shows."""
     names = [c.name for c in campaigns]
     made: list[tuple[str, str, list[str], Any]] = [
         ("ppl-iteration.png", "Perplexity against iteration", names, ppl_figure(campaigns, "iteration")),
         ("ppl-sparsity.png", "Perplexity against sparsity", names, ppl_figure(campaigns, "sparsity")),
     ]
+    comp = composition_figure(campaigns)
+    if comp is not None:
+        made.append(("composition.png", "Block composition by decoder layer and matrix kind", names, comp))
     for i, c in enumerate(campaigns, 1):
-        comp = composition_figure(c)
-        if comp is not None:
-            made.append((f"composition-{i}-{_slug(c.name)}.png", f"{c.name}: composition per iteration", [c.name],
-                         comp))
         maps = tiermap_figure(c, patterns)
         if maps is not None:
             made.append((f"tiermaps-{i}-{_slug(c.name)}.png", f"{c.name}: tier maps across iterations", [c.name],
                          maps))
     files = []
     for fname, title, who, fig in made:
-        with atomic_path(out / fname) as tmp:
-            fig.savefig(tmp, format="png", metadata={"Title": title, "Software": "tierctl report"})
-            tmp.chmod(0o644)  # a report is for sharing: readable like any file the user writes
+        fig.savefig(out / fname, format="png", metadata={"Title": title, "Software": "tierctl report"})
+        (out / fname).chmod(0o644)  # a report is for sharing: readable like any file the user writes
         files.append(FigureFile(fname, title, who))
     return files
 
 
 def build_report(layouts: list[CampaignLayout], out: str | Path, patterns: list[str] | None = None) -> Path:
-    """Write `out/index.html` and its figures; return the page. Nothing is written on bad input."""
+    """Write `out/index.html` and its figures as one directory that replaces `out`; return the page.
+    Nothing is written on bad input; a directory that holds anything but an earlier report is refused
+    rather than replaced."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
+        raise BadInput(f"--out {out}: is a directory with other files in it (not an earlier report); "
+                       f"the report replaces its --out as a whole, so give a new or empty directory")
     campaigns = [load_campaign(layout) for layout in layouts]
     _unique_names(campaigns)
     all_names = [n for c in campaigns for it in c.iterations if it.tiers for n in it.tiers]
     for p in patterns or []:
         if not any(fnmatch.fnmatchcase(n, p) for n in all_names):
             raise BadInput(f"--matrix {p}: matches no matrix of the campaigns' tier maps")
-    out.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(campaigns, out, patterns)
-    page = out / "index.html"
-    with atomic_path(page) as tmp:
-        tmp.write_text(render_page(campaigns, figures), encoding="utf-8")
-        tmp.chmod(0o644)
-    return page
+    with atomic_dir(out) as tmp:
+        figures = write_figures(campaigns, tmp, patterns)
+        (tmp / "index.html").write_text(render_page(campaigns, figures), encoding="utf-8")
+        (tmp / "index.html").chmod(0o644)
+    return out / "index.html"
 
 
 # --- the page ---------------------------------------------------------------------------------------
@@ -343,19 +257,35 @@ def _schedule(c: CampaignData) -> str:
     return _table(cols + ["projected sparsity", "pruned"], rows)
 
 
-def _timings(c: CampaignData) -> str:
-    keys: list[str] = []
-    for it in c.iterations:
-        t = it.metrics.get("timings")
-        keys += [k for k in (t if isinstance(t, dict) else {}) if k not in keys]
-    keys.sort(key=lambda k: (TIMING_ORDER.index(k) if k in TIMING_ORDER else len(TIMING_ORDER), k))
+def timing_rows(c: CampaignData) -> tuple[list[str], list[list[float | None]]]:
+    """The timings table: per iteration, the wall time of each step (prune, fine-tune, eval: from
+    their events; the prune step's own `step_s` when its events are gone), their total, then the parts
+    the steps recorded (which the total never adds again)."""
+    parts = [(k, label) for k, label in TIMING_PARTS
+             if any(isinstance(_field(it.metrics, "timings"), dict) and k in _field(it.metrics, "timings")
+                    for it in c.iterations)]
+    head = ["prune step", "fine-tune step", "eval step", "total"] + [label for _, label in parts]
     rows = []
     for it in c.iterations:
-        t = it.metrics.get("timings") if isinstance(it.metrics.get("timings"), dict) else {}
-        vals = [t.get(k) for k in keys]
-        total = sum(v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool))
-        rows.append([str(it.iteration)] + [_num(v, "{:.1f}") for v in vals] + [_num(total, "{:.1f}")])
-    return _table(["iter"] + [esc(k.removesuffix("_s")) + " (s)" for k in keys] + ["total (s)"], rows)
+        t = _field(it.metrics, "timings")
+        t = t if isinstance(t, dict) else {}
+        steps: list[float | None] = []
+        for step, own in STEP_TOTALS:
+            v = it.step_seconds.get(step)
+            if v is None and own is not None and isinstance(t.get(own), (int, float)):
+                v = float(t[own])
+            steps.append(v)
+        total = sum(v for v in steps if v is not None) if any(v is not None for v in steps) else None
+        rows.append(steps + [total] + [t.get(k) if isinstance(t.get(k), (int, float)) else None for k, _ in parts])
+    return head, rows
+
+
+def _timings(c: CampaignData) -> str:
+    head, rows = timing_rows(c)
+    cells = [[str(it.iteration)] + [_num(v, "{:.1f}") for v in row] for it, row in zip(c.iterations, rows, strict=True)]
+    return (_table(["iter"] + [esc(h) + " (s)" for h in head], cells)
+            + "<p>Steps: wall time from each step's start to its end event. The parts after the total are "
+              "what the steps measured inside themselves (they are part of their step, not added to it).</p>")
 
 
 def _settings(c: CampaignData) -> str:
@@ -378,10 +308,12 @@ def render_page(campaigns: list[CampaignData], figures: list[FigureFile]) -> str
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>tierctl report: {esc(names)}</title>",
              f"<style>{CSS}</style></head><body><h1>tierctl report</h1>",
              f"<p>Campaigns: {esc(names)}. Written {esc(datetime.datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>",
-             "<h2>Perplexity</h2><p>Dashed: after prune; solid: after the fine-tune of the same iteration.</p>"]
+             "<h2>Perplexity</h2><p>Dashed: after prune; solid: after the fine-tune of the same iteration; "
+             "dotted: the unpruned model (iteration 0), when the campaign measured it.</p>"]
     parts += [_figure(f) for f in figures if f.name.startswith("ppl-")]
+    parts += [_figure(f) for f in figures if f.name == "composition.png"]
     for c in campaigns:
-        mine = [f for f in figures if f.campaigns == [c.name] and not f.name.startswith("ppl-")]
+        mine = [f for f in figures if f.name.startswith("tiermaps-") and f.campaigns == [c.name]]
         parts += [f"<h2>{esc(c.name)}</h2>", "<h3>Results</h3>", _results(c), "<h3>Schedule</h3>", _schedule(c),
                   "<h3>Timings</h3>", _timings(c), "<h3>Settings</h3>", _settings(c)]
         parts += [_figure(f) for f in mine]

@@ -78,7 +78,8 @@ def write_campaign(tmp_path: Path, name: str = "camp", iterations: int = 2, fini
         metrics = {
             "iteration": n, "composition": comp, "sparsity": comp["semi"] * s_semi + comp["topk"] * s_topk,
             "per_layer": per_layer, "ppl_pruned": ppl[n - 1], "ppl": None, "mask_violations": None,
-            "timings": {"prune_s": 1.5 * n}, "eval": {"protocol": "wanda"},
+            "timings": {"prune_s": 1.5 * n, "step_s": 4.0 * n},
+            "eval": {"source": "pydoc", "seqlen": 64, "windows": 4, "tokens": 256, "protocol": "wanda"},
             "schedule_row": {k: getattr(row, k) for k in
                              ("dense", "mid_2_4", "topk", "dense_to_2_4", "mid_2_4_to_topk", "epochs")},
         }

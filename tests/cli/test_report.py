@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -63,8 +64,8 @@ def test_every_figure_is_a_valid_png_that_matplotlib_and_pil_read(two_campaign_r
 
     out, _ = two_campaign_report
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["composition-1-progressive.png", "composition-2-steep.png", "ppl-iteration.png",
-                    "ppl-sparsity.png", "tiermaps-1-progressive.png", "tiermaps-2-steep.png"]
+    assert pngs == ["composition.png", "ppl-iteration.png", "ppl-sparsity.png", "tiermaps-1-progressive.png",
+                    "tiermaps-2-steep.png"]
     for name in pngs:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE
@@ -92,7 +93,8 @@ def test_both_campaigns_share_the_perplexity_figures(two_campaign_report) -> Non
 
 
 def test_ppl_figure_plots_every_campaign_before_and_after_fine_tune(tmp_path: Path) -> None:
-    from tierctl.report import load_campaign, ppl_figure
+    from tierctl.report import load_campaign
+    from tierctl.report_figures import ppl_figure
 
     a = load_campaign(write_campaign(tmp_path, name="a", iterations=3))
     b = load_campaign(write_campaign(tmp_path, name="b", iterations=2, finished=1, ppl=(30.0, 90.0)))
@@ -111,7 +113,8 @@ def test_ppl_figure_plots_every_campaign_before_and_after_fine_tune(tmp_path: Pa
 
 
 def test_heat_maps_show_the_chosen_matrices_across_iterations(tmp_path: Path) -> None:
-    from tierctl.report import load_campaign, select_matrices, tiermap_figure
+    from tierctl.report import load_campaign
+    from tierctl.report_figures import select_matrices, tiermap_figure
 
     c = load_campaign(write_campaign(tmp_path, name="a", iterations=3))
     assert select_matrices(list(SHAPES), None) == [
@@ -165,7 +168,104 @@ def test_a_baseline_without_tier_maps_gets_curves_but_no_maps_and_no_torch_is_im
     assert proc.stdout.split() == ["0", "False", "False"]
     page = Page((out / "index.html").read_text(encoding="utf-8"))
     assert page.headings == ["Perplexity", "x/same", "y/same"]  # same names told apart by their parent
-    assert sorted(page.images) == ["composition-1-x-same.png", "composition-2-y-same.png", "ppl-iteration.png",
-                                   "ppl-sparsity.png", "tiermaps-2-y-same.png"]
+    assert sorted(page.images) == ["composition.png", "ppl-iteration.png", "ppl-sparsity.png",
+                                   "tiermaps-2-y-same.png"]
     assert "No tier maps in this campaign" in (out / "index.html").read_text(encoding="utf-8")
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+# ---- what the figures and tables say ----
+
+
+def test_timings_show_each_step_once_and_a_total_that_adds_only_the_steps(tmp_path: Path) -> None:
+    from tierctl.core.events import Event
+    from tierctl.report import load_campaign, timing_rows
+
+    layout = write_campaign(tmp_path, name="a", iterations=1)  # timings: prune_s 1.5, step_s 4, finetune_s 10
+    with open(layout.events(1), "w", encoding="utf-8") as f:
+        for step, t0, t1 in (("prune", 100.0, 287.0), ("finetune", 290.0, 520.5), ("eval", 521.0, 530.0)):
+            for t, kind, extra in ((t0, "start", {}), (t1, "end", {"status": "ok"})):
+                f.write(Event(t, 1, step, kind, extra).to_json() + "\n")
+    head, rows = timing_rows(load_campaign(layout))
+    assert head[:4] == ["prune step", "fine-tune step", "eval step", "total"]
+    assert rows[0][:4] == [187.0, 230.5, 9.0, 187.0 + 230.5 + 9.0]
+    assert dict(zip(head[4:], rows[0][4:], strict=True)) == {"select blocks": 1.5, "training": 10.0, "eval ppl": 2.0}
+
+
+def test_without_events_the_prune_step_time_is_its_own_step_s(tmp_path: Path) -> None:
+    from tierctl.report import load_campaign, timing_rows
+
+    head, rows = timing_rows(load_campaign(write_campaign(tmp_path, name="a", iterations=2)))
+    assert [r[:4] for r in rows] == [[4.0, None, None, 4.0], [8.0, None, None, 8.0]]
+
+
+def test_log_axis_ticks_are_plain_numbers_at_decades_and_between() -> None:
+    from tierctl.report_figures import plain_log_ticks
+
+    assert plain_log_ticks(8, 250) == [10, 20, 50, 100, 200]
+    assert plain_log_ticks(13, 75) == [20, 30, 40, 50, 60, 70]  # under a decade: every multiple
+
+
+def test_ppl_figure_draws_the_reference_and_names_the_evaluation(tmp_path: Path) -> None:
+    from tierctl.report import load_campaign
+    from tierctl.report_figures import ppl_figure
+
+    layout = write_campaign(tmp_path, name="a", iterations=3)
+    layout.metrics(0).parent.mkdir(parents=True, exist_ok=True)
+    layout.metrics(0).write_text(json.dumps({"iteration": 0, "reference": True, "ppl": 12.5}))
+    fig = ppl_figure([load_campaign(layout)], "iteration")
+    ax = fig.axes[0]
+    ref = [line for line in ax.get_lines() if line.get_label() == "a: unpruned (12.5)"]
+    assert len(ref) == 1 and list(ref[0].get_ydata()) == [12.5, 12.5]
+    assert "eval: pydoc, 4 windows x 64 tokens, wanda" in ax.get_title()
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all(re.fullmatch(r"\d+", x) for x in labels)  # plain numbers, no 10^x
+    assert {"20", "50"} <= set(labels)
+
+
+def test_composition_is_grouped_by_depth_and_by_kind_weighted_by_blocks() -> None:
+    import numpy as np
+
+    from tierctl.report_figures import composition_by
+
+    per_layer = {"model.layers.0.self_attn.q_proj": {"dense": 1.0, "semi": 0.0, "topk": 0.0},
+                 "model.layers.0.mlp.down_proj": {"dense": 0.0, "semi": 0.5, "topk": 0.5},
+                 "model.layers.1.self_attn.q_proj": {"dense": 0.5, "semi": 0.5, "topk": 0.0}}
+    tiers = {"model.layers.0.self_attn.q_proj": np.zeros((2, 2)), "model.layers.0.mlp.down_proj": np.zeros((2, 6)),
+             "model.layers.1.self_attn.q_proj": np.zeros((2, 2))}
+    assert composition_by(per_layer, tiers, "depth") == {0: {"dense": 0.25, "semi": 0.375, "topk": 0.375},
+                                                         1: {"dense": 0.5, "semi": 0.5, "topk": 0.0}}
+    assert list(composition_by(per_layer, tiers, "kind")) == ["q", "down"]
+    assert composition_by(per_layer, tiers, "kind")["q"] == {"dense": 0.75, "semi": 0.25, "topk": 0.0}
+
+
+def test_heat_maps_have_block_ticks_and_the_matrix_shape(tmp_path: Path) -> None:
+    from tierctl.report import load_campaign
+    from tierctl.report_figures import tiermap_figure
+
+    fig = tiermap_figure(load_campaign(write_campaign(tmp_path, name="a", iterations=1)),
+                         ["model.layers.0.mlp.down_proj"])
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [0, 2, 4, 6] and list(ax.get_yticks()) == [0, 1, 2, 3]  # round steps
+    assert ax.get_ylabel() == "0.mlp.down_proj\n4 x 8 blocks of 16x16\n= 64 x 128 weights\noutput block"
+
+
+def test_a_reused_out_keeps_no_figure_of_the_earlier_report(tmp_path: Path) -> None:
+    layout = write_campaign(tmp_path, name="a", iterations=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("an earlier report")
+    (out / "composition-1-gone.png").write_bytes(PNG_SIGNATURE)
+    assert runner.invoke(app, ["report", str(layout.root), "--out", str(out)]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["composition.png", "index.html", "ppl-iteration.png",
+                                                     "ppl-sparsity.png", "tiermaps-1-a.png"]
+
+
+def test_an_out_directory_with_other_files_is_refused_and_kept(tmp_path: Path) -> None:
+    layout = write_campaign(tmp_path, name="a", iterations=1)
+    (tmp_path / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["report", str(layout.root), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "is a directory with other files in it (not an earlier report)" in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
