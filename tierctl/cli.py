@@ -38,6 +38,7 @@ def fail(err: TierctlError) -> typer.Exit:
 from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:
+    from tierctl.campaign.holder import Holder
     from tierctl.core.schedule import Schedule
 
 
@@ -159,6 +160,8 @@ def run(
                                  "(default: \\[run] launcher)."),
     nproc: int = typer.Option(None, "--nproc", min=1, help="Processes under torchrun (default: \\[run] nproc)."),
     grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds a stopped step gets before SIGKILL."),
+    wait: bool = typer.Option(False, "--wait", help="When another run (or its orphaned step) holds the campaign, "
+                              "wait for it, then run what is left."),
 ) -> None:
     """Run prune, fine-tune and eval steps of a campaign (resumes: completed steps are skipped)."""
     from rich.console import Console
@@ -176,20 +179,38 @@ def run(
         layout = resolve_campaign(campaign)
         request = RunRequest(iteration=iteration, all=all_, step=step, force=force)
         if json_ or not console.is_terminal:
-            outcome = run_campaign(layout, request, launcher, nproc, on_event=_print_event, grace=grace)
+            outcome = run_campaign(layout, request, launcher, nproc, on_event=_print_event, grace=grace, wait=wait,
+                                   on_wait=_WaitLines())
         else:
             from tierctl.live import LiveView
 
             with LiveView(layout, console) as view:
                 outcome = run_campaign(layout, request, launcher, nproc, on_event=view.on_event,
-                                       on_step=view.on_step, grace=grace)
+                                       on_step=view.on_step, grace=grace, wait=wait, on_wait=view.on_wait)
     except TierctlError as e:
         raise fail(e) from None
+    except KeyboardInterrupt:  # Ctrl-C while waiting for the holder: nothing of ours ran
+        print("tierctl: interrupted while waiting; nothing was run", file=sys.stderr)
+        raise typer.Exit(130) from None
     if outcome.exit_code:
         print(f"tierctl: {outcome.message}", file=sys.stderr)
         raise typer.Exit(outcome.exit_code)
     if not outcome.results and not (json_ or not console.is_terminal):
         print("nothing to do: the steps asked for are done (--force redoes them)", file=sys.stderr)
+
+
+class _WaitLines:
+    """`run --wait` without a terminal: one stderr line each time the holder moves on to another step."""
+
+    def __init__(self) -> None:
+        self.last: tuple[object, ...] | None = None
+
+    def __call__(self, holder: Holder) -> None:
+        step = holder.step
+        key = (holder.pid, step.iteration, step.step) if step is not None else (holder.pid,)
+        if key != self.last:
+            self.last = key
+            print(f"waiting for {holder.describe()}", file=sys.stderr, flush=True)
 
 
 _stdout_gone = False
@@ -237,13 +258,31 @@ def status(
             console.print(f"[red]iteration {it.iteration} {step} failed:[/] {err} "
                           f"(log: {layout.step_log(it.iteration, step)})", highlight=False, soft_wrap=True)
     if st.holder is not None:
-        where = "iteration {} {}".format(*st.running) if st.running else "between steps"
-        console.print(f"running: {where} ({st.holder})", highlight=False, soft_wrap=True)
+        console.print(st.holder.status_line(st.running), highlight=False, soft_wrap=True)
     elif st.next is not None:
         console.print(f"next: iteration {st.next[0]} {st.next[1]} — tierctl run {layout.root} --all", highlight=False,
                       soft_wrap=True)
     else:
         console.print("complete", style="green")
+
+@app.command()
+def cancel(
+    campaign: str = typer.Argument(..., help="Campaign directory, or a name under ./campaigns."),
+    wait: bool = typer.Option(False, "--wait", help="Return once the campaign is free (SIGKILL after --grace)."),
+    grace: float = typer.Option(10.0, "--grace", min=0.0, help="With --wait: seconds before SIGKILL."),
+) -> None:
+    """Stop whatever runs the campaign: its runner, or a step left running by a runner that died."""
+    from tierctl.campaign.cancel import cancel as cancel_campaign
+    from tierctl.campaign.layout import resolve_campaign
+
+    try:
+        done = cancel_campaign(resolve_campaign(campaign), wait=wait, grace=grace)
+    except TierctlError as e:
+        raise fail(e) from None
+    except KeyboardInterrupt:
+        print("tierctl: interrupted while waiting; SIGTERM was sent", file=sys.stderr)
+        raise typer.Exit(130) from None
+    print(done.message)
 
 # === diff / show / report ===
 

@@ -25,6 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from tierctl.campaign.holder import Holder
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.runner import StepResult
 from tierctl.campaign.state import CampaignStatus, campaign_status
@@ -148,6 +149,8 @@ class LiveView:
             self.refresh_status()
         self._live: Live | None = None
         self.renders = 0  # how often the panels were drawn (coalescing: far fewer than events)
+        self.waiting: str | None = None  # `run --wait`: who holds the campaign, until our first step starts
+        self._waiting_on: tuple[int | None, str | None] | None = None  # the holder's (iteration, step)
 
     # ---- fed by the runner (its thread) ----
 
@@ -161,6 +164,19 @@ class LiveView:
         """At the end of each step the files changed: re-read the iterations table."""
         if result is not None:
             self.refresh_status()
+        elif self.waiting is not None:  # our first step: the wait is over, and the holder changed the files
+            self.waiting = None
+            self.refresh_status()
+
+    def on_wait(self, holder: Holder) -> None:
+        """`run --wait`, at every look at the campaign's holder: say who it is and what it does."""
+        step = holder.step
+        doing = (step.iteration, step.step) if step is not None else None
+        if doing != self._waiting_on:
+            self._waiting_on = doing
+            self.refresh_status()  # the holder moved on to another step: its files changed
+        with self._lock:
+            self.waiting = f"waiting for {holder.describe()}"
 
     def refresh_status(self) -> None:
         try:
@@ -183,6 +199,8 @@ class LiveView:
         m = self.model
         title = f"{self.layout.name}" + (f" — iteration {m.iteration}" if m.iteration is not None else "")
         parts: list[RenderableType] = [Panel(step_line(m, width), title=title, title_align="left")]
+        if self.waiting is not None:
+            parts.insert(0, Text(self.waiting, style="yellow"))
         if m.layers:
             table_rows = len(self.status.iterations) if self.status else 0
             max_rows = max(3, height - 18 - table_rows)

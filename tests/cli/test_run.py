@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from tests.campaign.step_files import iteration_done, prune_done
 from tests.helpers import make_campaign
+from tierctl.campaign.holder import last_progress
 from tierctl.campaign.layout import CampaignLayout, CampaignLock, holder_of
+from tierctl.campaign.lock import parse_record
 from tierctl.campaign.runner import process_groups
 from tierctl.cli import app
 from tierctl.core.events import read_events
@@ -101,7 +103,8 @@ def test_a_second_run_of_the_same_campaign_is_refused_naming_the_holder(tmp_path
         r = invoke(str(layout.root), "--iter", "1")
     assert r.exit_code == 2
     assert r.stderr == (f"tierctl: {layout.root}: campaign is being run by pid {os.getpid()} on "
-                        f"{socket.gethostname()}\n")
+                        f"{socket.gethostname()} (between steps); wait for it with --wait, or stop it with: "
+                        f"tierctl cancel {layout.root}\n")
     assert not layout.iter_dir(1).exists()
 
 
@@ -118,10 +121,10 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     assert r.exit_code == 2 and f"campaign is being run by pid {holder.pid} on" in r.stderr
     holder.kill()  # kill -9: no chance to unlock; the kernel drops its flock
     holder.wait()
-    assert layout.lock.read_text().split()[0] == str(holder.pid)
+    assert parse_record(layout.lock.read_text()).runner.pid == holder.pid
     r = invoke(str(layout.root), "--iter", "1")
     assert r.exit_code == 0, r.stderr
-    assert layout.lock.read_text().split()[0] == str(os.getpid())
+    assert parse_record(layout.lock.read_text()).runner.pid == os.getpid()
 
 
 def test_a_complete_iteration_is_not_run_again(tmp_path):
@@ -383,4 +386,88 @@ def test_ctrl_c_stops_the_step_group_and_leaves_the_campaign_resumable(smoke_run
 
     out = tierctl("run", str(layout.root), "--all")
     assert out.returncode == 0, out.stderr
+    assert_same_outputs(reference, layout, 1)
+
+
+# --- a runner killed with kill -9 while its fine-tune goes on (an orphaned step) -----------------------
+
+
+def orphan_during_finetune(layout: CampaignLayout) -> tuple[int, int]:
+    """(runner pid, step pid): `tierctl run --all` in a session of its own, its process group killed with
+    SIGKILL during iteration 1's fine-tune. The step goes on, orphaned; it is stopped (SIGSTOP) first so
+    that what it has done stays still while the test looks; SIGCONT lets it go on."""
+    proc = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    read_until(proc, lambda e: e["iter"] == 1 and e["step"] == "finetune" and e["event"] == "progress")
+    (step,) = process_groups(proc.pid) - {proc.pid}
+    os.killpg(step, signal.SIGSTOP)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc.pid, step
+
+
+def orphan_phrase(layout: CampaignLayout, runner: int, step: int) -> str:
+    progress = last_progress(layout.events(1), 1, "finetune")
+    return (f"an orphaned step: iteration 1 finetune, {progress}, pid {step} on {socket.gethostname()} "
+            f"(its runner pid {runner} died)")
+
+
+def sigterm_pending(pid: int) -> bool:
+    """Has `pid` (stopped) a SIGTERM waiting for it?"""
+    with open(f"/proc/{pid}/status") as f:
+        pending = next(line for line in f if line.startswith("ShdPnd:")).split()[1]
+    return bool(int(pending, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.slow
+def test_after_a_kill_9_of_the_runner_run_wait_waits_for_its_orphaned_fine_tune_then_ends_the_same(smoke_run,
+                                                                                                    tmp_path):
+    reference, _ = smoke_run
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
+    runner, step = orphan_during_finetune(layout)
+    orphan = orphan_phrase(layout, runner, step)
+    refused = tierctl("run", str(layout.root), "--all")
+    assert (refused.returncode, refused.stderr) == (2, f"tierctl: {layout.root}: campaign is held by {orphan}; wait "
+                                                       f"for it with --wait, or stop it with: tierctl cancel "
+                                                       f"{layout.root}\n")
+    it = json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][0]
+    assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", step, True)
+
+    waiting = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--wait"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert waiting.stderr.readline() == f"waiting for {orphan}\n"
+    os.killpg(step, signal.SIGCONT)
+    out, err = waiting.communicate(timeout=600)
+    assert (waiting.returncode, err) == (0, "")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["step"], e["event"]) for e in events if e["event"] in ("start", "end")] == [("eval", "start"),
+                                                                                           ("eval", "end")]
+    assert_same_outputs(reference, layout, 1)
+
+
+@pytest.mark.slow
+def test_after_a_kill_9_of_the_runner_cancel_stops_its_orphaned_fine_tune_and_run_resumes_the_same(smoke_run,
+                                                                                                   tmp_path):
+    reference, _ = smoke_run
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
+    runner, step = orphan_during_finetune(layout)
+    orphan = orphan_phrase(layout, runner, step)
+    cancelling = subprocess.Popen([sys.executable, "-m", "tierctl", "cancel", str(layout.root), "--wait"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 60
+    while not sigterm_pending(step):  # (it is stopped: the SIGTERM waits until it goes on)
+        assert time.monotonic() < deadline and cancelling.poll() is None
+        time.sleep(0.05)
+    os.killpg(step, signal.SIGCONT)
+    out, err = cancelling.communicate(timeout=120)
+    assert (cancelling.returncode, out, err) == (0, f"stopped {orphan}; the campaign is free: resume with tierctl "
+                                                    f"run {layout.root} --all\n", "")
+    ends = [e for e in read_events(layout.events(1)) if e.step == "finetune" and e.event == "end"]
+    assert [(e.get("status"), e.get("error")) for e in ends] == [("failed", "interrupted")]
+
+    resumed = tierctl("run", str(layout.root), "--all")
+    assert resumed.returncode == 0, resumed.stderr
     assert_same_outputs(reference, layout, 1)

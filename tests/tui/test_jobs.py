@@ -1,19 +1,16 @@
-"""Following a campaign's runs and cancelling them, without Textual."""
+"""Following a campaign's runs, without Textual (cancelling them: tests/campaign/test_cancel.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tierctl.campaign.layout import CampaignLayout, holder_of
+from tests.campaign.holders import holders
+from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import EventSink
-from tierctl.errors import BadInput
-from tierctl.tui.jobs import RunWatch, active_pid, cancel, newest_iteration_with_events, run_argv
+from tierctl.tui.jobs import RunWatch, active_pid, newest_iteration_with_events, run_argv
 
 
 def sink(layout: CampaignLayout, n: int, step: str) -> EventSink:
@@ -67,68 +64,11 @@ def test_run_argv_runs_this_interpreter_on_the_campaign_directory(tmp_path: Path
         run_argv(layout)
 
 
-HOLDER = """
-import sys, time
-from pathlib import Path
-from tierctl.campaign.layout import CampaignLock
-lock = CampaignLock(Path(sys.argv[1])).acquire()
-print("locked", flush=True)
-time.sleep(60)
-"""
-
-
-def test_cancel_sends_sigterm_to_the_process_holding_the_campaign_lock(tmp_path: Path) -> None:
+def test_the_active_pid_is_the_live_holder_runner_then_its_orphaned_step(tmp_path: Path) -> None:
     layout = CampaignLayout(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(layout.lock)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        assert active_pid(layout) == proc.pid
-        assert cancel(layout) == proc.pid
-        assert proc.wait(timeout=10) == -15
-        deadline = time.monotonic() + 5
-        while holder_of(layout.lock) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert active_pid(layout) is None
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, 9)
-
-
-RUNNER_WITH_STEP = """
-import subprocess, sys, time
-from pathlib import Path
-from tierctl.campaign.layout import CampaignLock, record_step_group
-lock = CampaignLock(Path(sys.argv[1])).acquire()
-step = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
-                        pass_fds=(lock.fd,))
-record_step_group(lock.fd, step.pid)
-print(step.pid, flush=True)
-time.sleep(60)
-"""
-
-
-def test_cancel_reaches_the_orphaned_step_of_a_runner_killed_with_sigkill(tmp_path: Path) -> None:
-    layout = CampaignLayout(tmp_path)
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER_WITH_STEP, str(layout.lock)], stdout=subprocess.PIPE,
-                              text=True)
-    assert runner.stdout is not None
-    step = int(runner.stdout.readline())
-    try:
-        runner.kill()
-        runner.wait()
-        assert holder_of(layout.lock) is not None  # the step inherited the lock
-        assert cancel(layout) == step
-        deadline = time.monotonic() + 10
-        while holder_of(layout.lock) is not None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        try:
-            os.killpg(step, 9)
-        except ProcessLookupError:
-            pass
-
-
-def test_cancel_without_a_run_says_so(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="no run is active"):
-        cancel(CampaignLayout(tmp_path))
+    assert active_pid(layout) is None
+    with holders() as hold:
+        held = hold(layout)
+        assert active_pid(layout) == held.runner.pid
+        held.kill_runner()
+        assert active_pid(layout) == held.step

@@ -7,12 +7,12 @@ through its events.jsonl and the campaign lock, exactly as a user's dashboard wo
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.tui.conftest import run_async, wait_for
+from tierctl.campaign.cancel import cancel
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.state import campaign_status
 from tierctl.tui import jobs
@@ -39,10 +39,7 @@ def smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CampaignLayout:
 def stop_leftover(layout: CampaignLayout) -> None:
     """Never leave a run behind a failed test."""
     if jobs.active_pid(layout) is not None:
-        jobs.cancel(layout)
-        deadline = time.monotonic() + 30
-        while jobs.active_pid(layout) is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
+        cancel(layout, wait=True)
 
 
 async def campaign_screen(pilot) -> CampaignScreen:  # noqa: ANN001

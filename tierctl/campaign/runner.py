@@ -11,14 +11,15 @@ Why a process group and the lock fd:
   runner, which then stops the step in order (SIGTERM, a grace period, SIGKILL).
 - The campaign lock's descriptor is passed to the step (`pass_fds`), so the flock lives as long as
   either process: a step orphaned by a `kill -9` of the runner still keeps a second runner out, and
-  once it dies the kernel frees the lock and the next runner takes it over.
+  once it dies the kernel frees the lock and the next runner takes it over. Each step is recorded in
+  the lock file (tierctl.campaign.lock), so a refusal, `status` and `tierctl cancel` can name and
+  reach it; `run --wait` waits for such a holder instead of refusing.
 
 The dashboard and `tierctl run` both go through this module: there is no second implementation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -30,16 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierctl.campaign.config import CampaignConfig, load_config
+from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
 from tierctl.campaign.init import check_model_spec, check_text_source
-from tierctl.campaign.layout import (
-    CampaignLayout,
-    CampaignLock,
-    LockHeld,
-    clean_temporaries,
-    holder_of,
-    record_step_group,
-)
+from tierctl.campaign.layout import CampaignLayout, clean_temporaries
+from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
+from tierctl.campaign.procs import process_groups, signal_groups
 from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
 from tierctl.core.events import Event, parse_line
 
@@ -92,56 +89,6 @@ def step_argv(layout: CampaignLayout, iteration: int, step: str, launcher: str =
     return [py, *tail]
 
 
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, pgid) of every process, from /proc (empty where there is no /proc)."""
-    out: dict[int, tuple[int, int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parens, so split after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        with contextlib.suppress(IndexError, ValueError):
-            out[int(name)] = (int(fields[1]), int(fields[2]))
-    return out
-
-
-def process_groups(pid: int) -> set[int]:
-    """The group of `pid` and the groups of all its descendants.
-
-    torchrun starts each worker in a session of its own, so stopping a torchrun fine-tune must reach
-    those groups too, not only torchrun's.
-    """
-    table = _proc_table()
-    groups, todo, seen = {table[pid][1] if pid in table else pid}, [pid], {pid}
-    children: dict[int, list[int]] = {}
-    for p, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(p)
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-                groups.add(table[c][1])
-    groups.discard(os.getpgrp())  # never our own group
-    return groups
-
-
-def _signal_groups(groups: set[int], sig: int) -> None:
-    for g in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(g, sig)
-
-
 class StepRunner:
     """Runs one step at a time; `stop()` (safe from a signal handler or another thread) ends it.
 
@@ -185,7 +132,7 @@ class StepRunner:
             )
             self._proc = proc
             if self.lock_fd is not None:
-                record_step_group(self.lock_fd, proc.pid)  # start_new_session: its pid is its group
+                record_step(self.lock_fd, proc.pid, iteration, step)  # start_new_session: its pid is its group
             if self.stopping:  # a stop that arrived while the process was being created
                 self._terminate()
             try:
@@ -230,11 +177,11 @@ class StepRunner:
         if proc is None or proc.poll() is not None:
             return
         groups = process_groups(proc.pid)
-        _signal_groups(groups, signal.SIGTERM)
+        signal_groups(groups, signal.SIGTERM)
         if self._killer is None:
             def kill() -> None:
                 if proc.poll() is None:
-                    _signal_groups(groups | process_groups(proc.pid), signal.SIGKILL)
+                    signal_groups(groups | process_groups(proc.pid), signal.SIGKILL)
 
             self._killer = threading.Timer(self.grace, kill)
             self._killer.daemon = True
@@ -284,7 +231,8 @@ def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tupl
 
 def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
                  nproc: int | None = None, on_event: OnEvent | None = None, on_step: OnStep | None = None,
-                 grace: float = GRACE_S, handle_signals: bool = True) -> RunOutcome:
+                 grace: float = GRACE_S, handle_signals: bool = True, wait: bool = False,
+                 on_wait: Callable[[Holder], None] | None = None) -> RunOutcome:
     """Run the steps `request` asks for, holding the campaign lock. BadInput (exit 2) before any write.
 
     Order: campaign.toml and schedule are read and the request is planned *before* the lock is taken,
@@ -293,16 +241,28 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
     redoes, and the steps run one by one. A failed step ends the run (exit 1); SIGINT / SIGTERM stop
     the running step's process groups and end the run with 128 + the signal (130 / 143 / 129), leaving it
     resumable.
+
+    A held campaign is refused naming its live holder (LockHeld), or with `wait` waited for
+    (`on_wait(holder)` at every look) and then planned afresh: what the holder finished is not redone.
     """
     config = load_config(layout.config)
     schedule = load_campaign_schedule(layout)
-    holder = holder_of(layout.lock)
-    if holder is not None:
-        raise LockHeld(f"{layout.root}: campaign is being run by {holder}")
-    plan = plan_run(layout, campaign_status(layout, schedule), request)  # refuse bad requests before writing
-    check_inputs(layout, config, plan)
+    while True:
+        holder = campaign_holder(layout)
+        if holder is not None:
+            if not wait:
+                raise LockHeld(refusal(layout, holder), holder.record)
+            wait_until_free(layout, on_wait)
+        plan = plan_run(layout, campaign_status(layout, schedule), request)  # refuse bad requests before writing
+        check_inputs(layout, config, plan)
+        try:
+            lock = CampaignLock(layout.lock).acquire()
+        except LockHeld as e:  # taken between our look and our try
+            if not wait:
+                raise LockHeld(refusal(layout, campaign_holder(layout)), e.record) from None
+            continue
+        break
 
-    lock = CampaignLock(layout.lock).acquire()
     runner = StepRunner(layout, lock.fd, launcher or config.run.launcher, nproc or config.run.nproc,
                         on_event, grace)
     old_handlers = {}

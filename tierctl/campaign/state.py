@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierctl.campaign.layout import CampaignLayout, holder_of
+from tierctl.campaign.holder import Holder, campaign_holder
+from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import STEPS, Event, read_events
 from tierctl.errors import BadInput
 
@@ -51,6 +52,8 @@ class IterationStatus:
     per_layer: dict[str, dict[str, float]] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # step -> last error, for failed steps
     metrics: dict[str, Any] | None = None  # iter<N>/metrics.json as read (None before the prune is done)
+    pid: int | None = None  # the process of the running step (set only while a step of it runs)
+    orphaned: bool = False  # that step goes on alone: its runner died (it holds the lock until it ends)
 
     @property
     def complete(self) -> bool:
@@ -66,8 +69,8 @@ class IterationStatus:
         return next((s for s in STEPS if self.steps[s] == RUNNING), None)
 
     def to_json(self) -> dict[str, Any]:
-        """The iteration object of SPEC section 7, exactly these keys."""
-        return {
+        """The iteration object of SPEC section 7; while one of its steps runs, also its `pid` and `orphaned`."""
+        out = {
             "iteration": self.iteration,
             "steps": dict(self.steps),
             "composition": self.composition,
@@ -75,6 +78,9 @@ class IterationStatus:
             "ppl_pruned": self.ppl_pruned,
             "ppl": self.ppl,
         }
+        if self.running_step is not None:
+            out.update(pid=self.pid, orphaned=self.orphaned)
+        return out
 
 
 @dataclass
@@ -83,7 +89,7 @@ class CampaignStatus:
 
     name: str
     iterations: list[IterationStatus]
-    holder: str | None = None
+    holder: Holder | None = None
 
     def iteration(self, n: int) -> IterationStatus:
         if not 1 <= n <= len(self.iterations):
@@ -171,6 +177,15 @@ def _from_events(events: list[Event], step: str, lock_held: bool) -> tuple[str, 
     return FAILED, "interrupted (no end event: the step was killed)"
 
 
+def _mark_holder(it: IterationStatus, holder: Holder) -> None:
+    """Name the process of a running step, and whether it is orphaned (its runner died)."""
+    step = holder.step
+    if step is not None and (step.iteration, step.step) == (it.iteration, it.running_step):
+        it.pid, it.orphaned = step.pid, holder.orphaned
+    else:  # a lock file that does not name its step (an older tierctl): the holder is all we know
+        it.pid = holder.pid
+
+
 def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> IterationStatus:
     """What iter<N>/ says about iteration N (every step pending when the directory does not exist)."""
     it = IterationStatus(n)
@@ -211,8 +226,11 @@ def campaign_status(layout: CampaignLayout, schedule: Any | None = None, check: 
     """
     if schedule is None:
         schedule = load_campaign_schedule(layout)
-    holder = holder_of(layout.lock)
+    holder = campaign_holder(layout)
     its = [iteration_status(layout, n, holder is not None) for n in range(1, len(schedule) + 1)]
+    for it in its:
+        if holder is not None and it.running_step is not None:
+            _mark_holder(it, holder)
     status = CampaignStatus(layout.name, its, holder)
     if check:
         check_history(layout, schedule, status)

@@ -7,6 +7,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from tierctl.campaign.cancel import cancel
 from tierctl.campaign.layout import CAMPAIGNS_DIR, CampaignLayout, resolve_campaign
 from tierctl.tui import jobs
 from tierctl.tui.screens.campaign import CampaignScreen
@@ -90,7 +91,7 @@ class TierctlApp(App[None]):
             elif value == "cancel":
                 for layout, _ in runs:
                     try:
-                        jobs.cancel(layout)
+                        cancel(layout)
                     except Exception as e:  # noqa: BLE001  (report, still quit as asked)
                         self.log.warning(f"cancel {layout.name}: {e}")
                 self.exit()

@@ -9,17 +9,15 @@ a dashboard opened later, or a second one, sees exactly what the first one saw.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierctl.campaign.layout import CampaignLayout, holder_of, lock_holder_pid, lock_step_group
+from tierctl.campaign.holder import campaign_holder
+from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import Event, EventFollower
-from tierctl.errors import BadInput
 from tierctl.live_model import LiveModel
 
 RUN_LOG = "tui-run.log"
@@ -80,36 +78,9 @@ def launch(layout: CampaignLayout, iteration: int | None = None, all_iterations:
 
 
 def active_pid(layout: CampaignLayout) -> int | None:
-    """The pid of the process running this campaign, or None when no run holds the lock."""
-    return lock_holder_pid(layout.lock)
-
-
-def cancel(layout: CampaignLayout) -> int:
-    """SIGTERM the lock holder (the runner forwards it to the step's process group). Returns its pid."""
-    holder = holder_of(layout.lock)
-    if holder is None:
-        raise BadInput(f"{layout.root}: no run is active")
-    pid = lock_holder_pid(layout.lock)
-    host = holder.split(" on ", 1)[1] if " on " in holder else None
-    if pid is None:
-        raise BadInput(f"{layout.lock}: the lock is held but names no pid ({holder})")
-    if host is not None and host != socket.gethostname():
-        raise BadInput(f"{layout.root}: the run is on {host} ({holder}); cancel it there")
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        # The runner is gone (kill -9) but its orphaned step still holds the lock: stop the step.
-        group = lock_step_group(layout.lock)
-        if group is None:
-            raise BadInput(f"{layout.root}: pid {pid} holds the lock but is gone") from None
-        try:
-            os.killpg(group, signal.SIGTERM)
-        except ProcessLookupError:
-            raise BadInput(f"{layout.root}: pid {pid} holds the lock but is gone") from None
-        return group
-    except PermissionError:
-        raise BadInput(f"{layout.root}: not allowed to signal pid {pid}") from None
-    return pid
+    """The pid of the live holder of this campaign (its runner, or its orphaned step), None when free."""
+    holder = campaign_holder(layout)
+    return holder.pid if holder is not None else None
 
 
 def newest_iteration_with_events(layout: CampaignLayout) -> int | None:

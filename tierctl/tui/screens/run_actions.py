@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tierctl.campaign.cancel import cancel
 from tierctl.errors import TierctlError
 from tierctl.tui import jobs
 from tierctl.tui.screens.choice import Choice, ChoiceScreen
@@ -108,10 +109,10 @@ class RunActions:
 
     def cancel_now(self: Any) -> None:
         try:
-            pid = jobs.cancel(self.campaign)
+            done = cancel(self.campaign)
         except TierctlError as e:
             self.notify(str(e), title="not cancelled", severity="error")
             return
-        self.run_note = f"SIGTERM sent to pid {pid}"
-        self.query_one("LogTail").note(f"cancel: SIGTERM sent to pid {pid}", "warning")
+        self.run_note = f"SIGTERM sent to pid {done.holder.pid}" if done.holder is not None else "no run is active"
+        self.query_one("LogTail").note(f"cancel: {done.message}", "warning")
         self._draw_live(force=True)
