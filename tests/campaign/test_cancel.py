@@ -13,7 +13,7 @@ from tests.campaign.holders import holders
 from tests.campaign.step_files import event
 from tests.helpers import make_campaign
 from tierctl.campaign.cancel import cancel
-from tierctl.campaign.holder import campaign_holder, refusal
+from tierctl.campaign.holder import campaign_holder, last_progress, refusal
 from tierctl.campaign.lock import read_lock
 from tierctl.campaign.procs import start_time
 from tierctl.errors import TierctlError
@@ -138,3 +138,14 @@ def test_a_recorded_pid_with_another_start_time_is_not_the_holder(tmp_path, hold
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_the_progress_names_a_phase_other_than_the_step_and_the_time_left(tmp_path):
+    layout = make_campaign(tmp_path)
+    event(layout, 1, "prune", "start")
+    event(layout, 1, "prune", "progress", done=2, total=2, unit="layers", phase="prune", eta_s=0.0)
+    assert last_progress(layout.events(1), 1, "prune") == "2/2 layers, 0:00 left"
+    event(layout, 1, "prune", "progress", done=8, total=44, unit="windows", phase="ppl_pruned", eta_s=125.2)
+    assert last_progress(layout.events(1), 1, "prune") == "ppl_pruned 8/44 windows, 2:05 left"
+    event(layout, 1, "prune", "start")  # a new attempt: nothing done yet
+    assert last_progress(layout.events(1), 1, "prune") is None

@@ -18,6 +18,7 @@ from pathlib import Path
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.lock import LockedProcess, LockRecord, read_lock
 from tierctl.core.events import Event, parse_line
+from tierctl.core.progress import format_duration
 
 TAIL_BYTES = 1 << 16  # how much of events.jsonl is read to find the last progress of a step
 
@@ -82,7 +83,8 @@ class Holder:
 
 
 def last_progress(events: Path, iteration: int, step: str) -> str | None:
-    """`done/total unit` of the newest progress event of `step`, if it came after the step's last start."""
+    """`3/8 steps, 0:42 left` (`ppl_pruned 8/44 windows` for a phase other than the step's own) from the
+    newest progress event of `step`, if it came after the step's last start."""
     try:
         with open(events, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -97,8 +99,12 @@ def last_progress(events: Path, iteration: int, step: str) -> str | None:
         if e.event == "start":
             return None
         if e.event == "progress" and e.get("total"):
+            phase = e.get("phase")
+            what = f"{phase} " if phase and phase != step else ""  # e.g. the prune step measuring ppl_pruned
             unit = f" {e.get('unit')}" if e.get("unit") else ""
-            return f"{e.get('done')}/{e.get('total')}{unit}"
+            eta = e.get("eta_s")
+            left = f", {format_duration(eta)} left" if isinstance(eta, (int, float)) else ""
+            return f"{what}{e.get('done')}/{e.get('total')}{unit}{left}"
     return None
 
 
