@@ -108,16 +108,17 @@ def last_progress(events: Path, iteration: int, step: str) -> str | None:
     return None
 
 
-def campaign_holder(layout: CampaignLayout) -> Holder | None:
-    """Who holds the campaign now, None when nobody does."""
+def campaign_holder(layout: CampaignLayout, progress: bool = True) -> Holder | None:
+    """Who holds the campaign now, None when nobody does. `progress=False` skips reading the events
+    (for a caller that only needs the pid, many times a second)."""
     record = read_lock(layout.lock)
     if record is None:
         return None
     step = record.live_step
-    progress = None
-    if step is not None and step.iteration is not None and step.step is not None:
-        progress = last_progress(layout.events(step.iteration), step.iteration, step.step)
-    return Holder(record, record.alive(record.runner), step, progress)
+    done = None
+    if progress and step is not None and step.iteration is not None and step.step is not None:
+        done = last_progress(layout.events(step.iteration), step.iteration, step.step)
+    return Holder(record, record.alive(record.runner), step, done)
 
 
 def refusal(layout: CampaignLayout, holder: Holder | None) -> str:

@@ -79,7 +79,7 @@ def launch(layout: CampaignLayout, iteration: int | None = None, all_iterations:
 
 def active_pid(layout: CampaignLayout) -> int | None:
     """The pid of the live holder of this campaign (its runner, or its orphaned step), None when free."""
-    holder = campaign_holder(layout)
+    holder = campaign_holder(layout, progress=False)
     return holder.pid if holder is not None else None
 
 
