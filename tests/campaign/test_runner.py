@@ -80,8 +80,8 @@ def test_a_stop_as_a_step_starts_kills_it_and_leaves_the_campaign_as_it_was(tmp_
 
     outcome = run_campaign(layout, RunRequest(iteration=1), on_step=sigterm_at_start, grace=5.0)
     assert outcome.exit_code == 143
-    assert outcome.message == (f"interrupted (SIGTERM): stopped iteration 1 prune; resume with: tierctl run "
-                               f"{layout.root} --all")
+    assert outcome.message == (f"interrupted (SIGTERM): stopped iteration 1 prune; iteration 1: the prune starts "
+                               f"from the beginning; resume with: tierctl run {layout.root} --iter 1")
     assert [(r.step, r.returncode) for r in outcome.results] == [("prune", -signal.SIGTERM)]
     assert campaign_status(layout).iteration(1).steps == {"prune": "pending", "finetune": "pending",
                                                           "eval": "pending"}

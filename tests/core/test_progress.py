@@ -44,3 +44,14 @@ def test_the_first_unit_and_the_last_are_reported_and_the_rest_throttled() -> No
 
 def test_durations_read_as_clock_times() -> None:
     assert [format_duration(s) for s in (None, 42, 725, 3723)] == ["", "0:42", "12:05", "1:02:03"]
+
+
+def test_a_progress_line_names_its_phase_and_says_how_long_is_left() -> None:
+    from tierctl.core.progress import describe
+
+    p = {"done": 120, "total": 677, "unit": "steps", "phase": "finetune", "elapsed_s": 252.0, "eta_s": 1170.0,
+         "tokens": 61440}
+    assert describe(p) == "fine-tuning: step 120 of 677 (18%), 61,440 tokens, 4:12 elapsed, about 19:30 left"
+    assert describe(p, now_elapsed=282.0).endswith("4:42 elapsed, about 19:00 left")  # 30 s after the event
+    ppl = {"done": 8, "total": 44, "unit": "windows", "phase": "ppl_pruned", "elapsed_s": 3.0, "eta_s": None}
+    assert describe(ppl) == "measuring ppl_pruned: window 8 of 44 (18%), 0:03 elapsed"

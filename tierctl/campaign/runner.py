@@ -37,6 +37,7 @@ from tierctl.campaign.layout import CampaignLayout, clean_temporaries
 from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.procs import process_groups, signal_groups
+from tierctl.campaign.resume import resume_point, run_command
 from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
 from tierctl.core.events import Event, parse_line
 
@@ -229,6 +230,15 @@ def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tupl
         check_text_source(config.data.eval, f"{layout.config}: [data] eval")
 
 
+def _resume_note(layout: CampaignLayout, plan: list[tuple[int, str]]) -> str:
+    """`iteration 1: the fine-tune resumes from its checkpoint at step 450 of 677; ` for the first step
+    of the plan that is not done (empty when every step of the plan is done)."""
+    for n, step in plan:
+        if iteration_status(layout, n, lock_held=True).steps[step] != DONE:
+            return f"iteration {n}: {resume_point(layout, n, step)}; "
+    return ""
+
+
 def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
                  nproc: int | None = None, on_event: OnEvent | None = None, on_step: OnStep | None = None,
                  grace: float = GRACE_S, handle_signals: bool = True, wait: bool = False,
@@ -299,7 +309,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         if runner.stopping:
             sig = runner.stop_signal or signal.SIGTERM
             return RunOutcome(128 + sig, f"interrupted ({signal.Signals(sig).name}): stopped {where or 'the run'}; "
-                                         f"resume with: tierctl run {layout.root} --all", results, removed)
+                                         f"{_resume_note(layout, plan)}resume with: {run_command(layout, request)}",
+                              results, removed)
         return RunOutcome(0, "", results, removed)
     finally:
         for sig, handler in old_handlers.items():

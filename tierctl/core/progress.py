@@ -74,3 +74,34 @@ def format_duration(seconds: float | None) -> str:
         return ""
     s = int(max(0.0, seconds) + 0.5)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+UNIT_WORDS = {"steps": "step", "layers": "layer", "windows": "window"}
+PHASE_WORDS = {"prune": "pruning", "finetune": "fine-tuning", "ppl_pruned": "measuring ppl_pruned",
+               "ppl": "measuring ppl"}
+
+
+def describe(p: dict[str, Any], now_elapsed: float | None = None) -> str:
+    """One line for a `progress` event's fields: `fine-tuning: step 120 of 677 (18%), 61,440 tokens,
+    4:12 elapsed, about 19:30 left`. The phase is named, so windows of ppl_pruned never read as those of
+    the eval step. `now_elapsed` (seconds since the event's phase began, as of now) replaces the event's
+    own elapsed time, and the time left shrinks by the time since the event."""
+    done, total = int(p.get("done") or 0), int(p.get("total") or 0)
+    unit = str(p.get("unit") or "")
+    phase = str(p.get("phase") or "")
+    word = UNIT_WORDS.get(unit, unit)
+    parts = [f"{word} {done} of {total}" + (f" ({100 * done / total:.0f}%)" if total else "")]
+    if p.get("tokens") is not None:
+        parts.append(f"{int(p['tokens']):,} tokens")
+    elapsed = p.get("elapsed_s")
+    eta = p.get("eta_s")
+    if now_elapsed is not None and isinstance(elapsed, (int, float)):
+        if isinstance(eta, (int, float)):
+            eta = max(0.0, eta - (now_elapsed - elapsed))
+        elapsed = now_elapsed
+    if isinstance(elapsed, (int, float)):
+        parts.append(f"{format_duration(elapsed)} elapsed")
+    if isinstance(eta, (int, float)) and done < total:
+        parts.append(f"about {format_duration(eta)} left")
+    head = PHASE_WORDS.get(phase, phase)
+    return (f"{head}: " if head else "") + ", ".join(parts)

@@ -1,0 +1,58 @@
+"""Where a stopped campaign goes on from, and the command that goes on.
+
+Every message about resuming (the runner's interrupt message, `tierctl status`, the dashboard's cancel
+dialog) says where the rerun starts, from the files alone: a prune or an eval starts over; a fine-tune
+goes on from its checkpoint (`iter<N>/finetune_ckpt/state.json`: the optimizer step it holds, and the
+run's total in its fingerprint) or, without one, from its first step. No torch: the checkpoint's JSON
+is all that is read.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from tierctl.campaign.layout import CampaignLayout
+from tierctl.campaign.plan import RunRequest
+
+STEP_WORDS = {"prune": "the prune", "finetune": "the fine-tune", "eval": "the eval"}
+
+
+@dataclass(frozen=True)
+class CheckpointPoint:
+    step: int  # optimizer steps done
+    total: int | None  # optimizer steps of the whole fine-tune, when the checkpoint says
+
+
+def checkpoint_point(layout: CampaignLayout, n: int) -> CheckpointPoint | None:
+    """The optimizer step iteration n's fine-tune checkpoint holds, or None when there is none."""
+    try:
+        state = json.loads((layout.finetune_checkpoint(n) / "state.json").read_text(encoding="utf-8"))
+        step = int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    total = (state.get("fingerprint") or {}).get("plan", {}).get("total_steps")
+    return CheckpointPoint(step, int(total) if isinstance(total, int) else None)
+
+
+def resume_point(layout: CampaignLayout, n: int, step: str) -> str:
+    """`the fine-tune resumes from its checkpoint at step 450 of 677`, `the prune starts from the
+    beginning`: what a rerun of `step` of iteration n does."""
+    if step == "finetune":
+        point = checkpoint_point(layout, n)
+        if point is not None:
+            of = f" of {point.total}" if point.total is not None else ""
+            return f"the fine-tune resumes from its checkpoint at step {point.step}{of}"
+        return "the fine-tune starts from its first step (it has no checkpoint yet)"
+    return f"{STEP_WORDS.get(step, step)} starts from the beginning"
+
+
+def run_command(layout: CampaignLayout, request: RunRequest) -> str:
+    """The `tierctl run` command that goes on with `request`: the same iteration / step / --all, never
+    --force (a forced redo was already cleared; forcing again would throw away the progress since)."""
+    cmd = f"tierctl run {shlex.quote(str(layout.root))}"
+    if request.all:
+        return cmd + " --all"
+    cmd += f" --iter {request.iteration}"
+    return cmd + (f" --step {request.step}" if request.step else "")
