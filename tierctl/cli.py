@@ -235,8 +235,10 @@ def status(
 ) -> None:
     """Iterations and steps (pending, running, done, failed), composition, sparsity, ppl: read from the files."""
     import json
+    import time
 
     from tierctl.campaign.layout import resolve_campaign
+    from tierctl.campaign.resume import checkpoint_point, progress_line, resume_point
     from tierctl.campaign.state import campaign_status
 
     try:
@@ -258,9 +260,15 @@ def status(
             console.print(f"[red]iteration {it.iteration} {step} failed:[/] {err} "
                           f"(log: {layout.step_log(it.iteration, step)})", highlight=False, soft_wrap=True)
     if st.holder is not None:
+        progress = progress_line(layout, *st.running, now=time.time()) if st.running else None
+        if progress:
+            console.print(f"  {progress}", highlight=False, soft_wrap=True)
         console.print(st.holder.status_line(st.running), highlight=False, soft_wrap=True)
     elif st.next is not None:
-        console.print(f"next: iteration {st.next[0]} {st.next[1]} — tierctl run {layout.root} --all", highlight=False,
+        n, step = st.next
+        started = st.iterations[n - 1].steps[step] != "pending" or checkpoint_point(layout, n) is not None
+        where = f" — {resume_point(layout, n, step)}" if started else ""
+        console.print(f"next: iteration {n} {step}{where} — tierctl run {layout.root} --all", highlight=False,
                       soft_wrap=True)
     else:
         console.print("complete", style="green")

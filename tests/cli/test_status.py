@@ -99,3 +99,29 @@ def test_a_schedule_contradicting_history_is_exit_2(tmp_path):
     r = invoke(str(layout.root))
     assert r.exit_code == 2
     assert "iteration 1 column epochs is 1 but iteration 1 already ran with 2" in r.stderr
+
+
+def test_a_running_step_shows_its_progress_and_time_left(tmp_path):
+    layout = make_campaign(tmp_path)
+    prune_done(layout, 1)
+    event(layout, 1, "finetune", "start")
+    event(layout, 1, "finetune", "progress", done=120, total=677, unit="steps", phase="finetune", elapsed_s=252.0,
+          eta_s=1170.0, tokens=61440)
+    with CampaignLock(layout.lock):
+        r = invoke(str(layout.root))
+    line = next(x for x in r.stdout.splitlines() if "fine-tuning:" in x)
+    assert line.strip().startswith("fine-tuning: step 120 of 677 (18%), 61,440 tokens, 4:1")  # 4:12 + a moment
+    assert "left" in line
+
+
+def test_what_comes_next_says_where_a_stopped_fine_tune_resumes(tmp_path):
+    layout = make_campaign(tmp_path)
+    prune_done(layout, 1)
+    event(layout, 1, "finetune", "start")
+    event(layout, 1, "finetune", "end", status="failed", error="interrupted")
+    ckpt = layout.finetune_checkpoint(1)
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text(json.dumps({"step": 450, "fingerprint": {"plan": {"total_steps": 677}}}))
+    r = invoke(str(layout.root))
+    assert r.stdout.splitlines()[-1] == (f"next: iteration 1 finetune — the fine-tune resumes from its checkpoint at "
+                                         f"step 450 of 677 — tierctl run {layout.root} --all")

@@ -56,3 +56,33 @@ def run_command(layout: CampaignLayout, request: RunRequest) -> str:
         return cmd + " --all"
     cmd += f" --iter {request.iteration}"
     return cmd + (f" --step {request.step}" if request.step else "")
+
+
+def last_progress(layout: CampaignLayout, n: int, step: str) -> tuple[float, dict] | None:
+    """(its time, its fields) of the last `progress` event of `step` in iteration n since that step's
+    last start; None when it has reported none."""
+    from tierctl.core.events import read_events
+
+    last = None
+    for e in read_events(layout.events(n)):
+        if e.step != step:
+            continue
+        if e.event == "start":
+            last = None
+        elif e.event == "progress":
+            last = (e.t, dict(e.data))
+    return last
+
+
+def progress_line(layout: CampaignLayout, n: int, step: str, now: float) -> str | None:
+    """`fine-tuning: step 120 of 677 (18%), 61,440 tokens, 4:12 elapsed, about 19:30 left` for the
+    running step, as of `now` (its elapsed time and time left moved on since its last event)."""
+    from tierctl.core.progress import describe
+
+    found = last_progress(layout, n, step)
+    if found is None:
+        return None
+    t, data = found
+    elapsed = data.get("elapsed_s")
+    now_elapsed = elapsed + max(0.0, now - t) if isinstance(elapsed, (int, float)) else None
+    return describe(data, now_elapsed=now_elapsed)
