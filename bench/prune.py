@@ -4,6 +4,8 @@
   16 windows of 512 pydoc tokens, model loading excluded, as a ratio to two plain forward passes of
   the same calibration windows through the same model in the same batches (Wanda's floor: one pass
   for statistics, one for the pruned outputs). Target: <= 1.3x.
+- OWL (`[prune] allocation = "owl"`): the extra pass that measures the outlier ratios, as a ratio to
+  the prune (paid once per campaign, in its first OWL iteration).
 - memory: peak RSS of this process during the prune (the loaded model included; the peak is reset
   after the plain passes, whose [batch, 512, 49152] logits the prune never makes) against fp32 model
   size + 2 x the calibration activations [16, 512, hidden] + 1 GiB.
@@ -96,6 +98,15 @@ def main() -> None:
     prune_s, prune_cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = peak_rss_bytes()
     after = two_plain_passes()
+    # OWL's extra pass (allocation = "owl", first OWL iteration only): the outlier ratios of every layer
+    # before pruning any. Same cost on the pruned model (dense matmuls), so it runs after the peak is read.
+    from tierctl.lm.allocation import outlier_ratios
+
+    sync(device)
+    t0 = time.perf_counter()
+    outlier_ratios(model, windows, 5.0, args.batch_size)
+    sync(device)
+    owl_s = time.perf_counter() - t0
     floor_s, floor_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
 
     params = sum(p.numel() for p in model.parameters())
@@ -109,6 +120,8 @@ def main() -> None:
     print(f"two plain forward passes: {floor_s:.2f} s (mean of {before[0]:.2f} s before and {after[0]:.2f} s after)")
     ratio = prune_s / floor_s
     print(f"time ratio: {ratio:.2f}x (target <= {TIME_TARGET}x: {'ok' if ratio <= TIME_TARGET else 'MISSED'})")
+    print(f"owl outlier-ratio pass: {owl_s:.2f} s = {owl_s / prune_s:.2f}x the prune "
+          f"({owl_s / floor_s:.2f}x two plain passes); first OWL iteration only")
     # CPU time of this process (all threads), for reference: on a busy machine, idle OpenMP workers spin.
     print(f"cpu-time ratio: {prune_cpu / floor_cpu:.2f}x (prune {prune_cpu:.1f} s, two passes {floor_cpu:.1f} s)")
     note = "" if reset else " (peak not resettable here: includes the plain passes before)"

@@ -382,7 +382,22 @@ def show(
     console.print(head, soft_wrap=True)
     console.print(tier_map_grid(maps[name], max_width=width or console.width, title=name, reduce=reduce, glyphs=mono))
     console.print()
-    console.print(layer_composition_table(per_matrix, title="composition of every matrix"))
+    console.print(layer_composition_table(per_matrix, title="composition of every matrix",
+                                          notes=_allocation_notes(path)))
+
+
+def _allocation_notes(tier_path: Path) -> tuple[str, dict[int, str]] | None:
+    """`show`'s OWL column: the allocation in the metrics.json beside the tier map (an iteration's
+    directory); None for a uniform campaign or a tier map on its own."""
+    import json
+
+    from tierctl.render import allocation_notes
+
+    try:
+        data = json.loads((tier_path.parent / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return allocation_notes(data.get("allocation")) if isinstance(data, dict) else None
 
 
 def _common_prefix(names: list[str]) -> str:

@@ -19,6 +19,7 @@ from tierctl.render.bars import (
     TIER_COLORS,
     TIER_GLYPHS,
     TIER_NAMES,
+    allocation_notes,
     comp_bar,
     composition_bar,
     composition_legend,
@@ -47,6 +48,7 @@ from tierctl.render.tables import (
 )
 
 __all__ = [
+    "allocation_notes",
     "DIFF_COLORS",
     "LineChart",
     "TIER_COLORS",

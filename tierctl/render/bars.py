@@ -115,13 +115,15 @@ def matrix_sort_key(name: str) -> tuple[int, int, int, str]:
 
 
 def layer_composition_table(
-    per_layer: Mapping[str, Mapping[str, float]], bar_width: int = 6, title: str | None = None
+    per_layer: Mapping[str, Mapping[str, float]], bar_width: int = 6, title: str | None = None,
+    notes: tuple[str, Mapping[int, str]] | None = None,
 ) -> Table:
     """One row per decoder layer, one small composition bar per matrix kind (q, k, v, o, gate, ...).
 
     Kinds are columns in the order a layer applies them (KIND_ORDER; unknown kinds after, by name);
-    a matrix not reported yet (live pruning) is a blank cell. The last column is the mean sparsity of the
-    layer's matrices (unweighted).
+    a matrix not reported yet (live pruning) is a blank cell. The next column is the mean sparsity of the
+    layer's matrices (unweighted). `notes` (column title, layer -> text) adds a last column, e.g. the
+    OWL allocation of each layer (allocation_notes).
     """
     rows: dict[int | None, dict[str, Mapping[str, float]]] = {}
     for name, comp in per_layer.items():
@@ -134,6 +136,8 @@ def layer_composition_table(
     for kind in kinds:
         table.add_column(kind, no_wrap=True, min_width=bar_width)
     table.add_column("sparsity", justify="right")
+    if notes is not None:
+        table.add_column(notes[0], justify="right", no_wrap=True)
     for layer in sorted(rows, key=lambda x: (x is None, x if x is not None else 0)):
         cells = rows[layer]
         sps = [float(c["sparsity"]) for c in cells.values() if c.get("sparsity") is not None]
@@ -141,7 +145,29 @@ def layer_composition_table(
             "-" if layer is None else str(layer),
             *[comp_bar(cells[k], bar_width) if k in cells else Text("") for k in kinds],
             f"{100 * sum(sps) / len(sps):.1f}%" if sps else "-",
+            *([notes[1].get(layer, "") if layer is not None else ""] if notes is not None else []),
         )
     return table
+
+
+def allocation_notes(allocation: Mapping[str, object] | None) -> tuple[str, dict[int, str]] | None:
+    """The OWL allocation a prune recorded (metrics.json `allocation`) as a layer_composition_table column:
+    each layer's outlier ratio and its targets (DENSE / TOPK fractions, or the sparsity of a baseline).
+    None for the uniform allocation (every layer has the schedule row)."""
+    if not allocation or allocation.get("method") != "owl" or not isinstance(allocation.get("layers"), list):
+        return None
+    out: dict[int, str] = {}
+    title = "owl: outliers  target"
+    for row in allocation["layers"]:
+        if not isinstance(row, Mapping) or not isinstance(row.get("layer"), int):
+            continue
+        ratio = f"{100 * float(row.get('outlier_ratio', 0.0)):.2f}%"
+        if "sparsity" in row:
+            out[row["layer"]] = f"{ratio}  {100 * float(row['sparsity']):.1f}% sparse"
+        else:
+            dense, topk = (100 * float(row.get(k, 0.0)) for k in ("dense", "topk"))
+            out[row["layer"]] = f"{ratio}  {dense:.0f}/{topk:.0f}"
+            title = "owl: outliers  dense/top-k %"
+    return title, out
 
 
