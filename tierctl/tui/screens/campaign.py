@@ -262,7 +262,8 @@ class CampaignScreen(RunActions, Screen[None]):
         self.live_refreshes += 1
         run = self._run_state()
         self.query_one(RunPanel).show(self.model, run)
-        self.query_one(CompositionPanel).show(self.model, self._stored_layers())
+        stored = self._stored_layers()
+        self.query_one(CompositionPanel).show(self.model, stored, self._allocation_of(stored))
         self.query_one(LossChart).show(self.model)
         self.query_one(LogTail).show(self.model)
         self._draw_title()
@@ -271,6 +272,13 @@ class CampaignScreen(RunActions, Screen[None]):
         for it in reversed(getattr(self.status, "iterations", [])):
             if getattr(it, "per_layer", None):
                 return it.iteration, it.per_layer
+        return None
+
+    def _allocation_of(self, stored: tuple[int, Any] | None) -> Any:
+        """metrics.json `allocation` of the stored iteration (the composition panel's OWL column)."""
+        for it in getattr(self.status, "iterations", []):
+            if stored is not None and it.iteration == stored[0] and isinstance(it.metrics, dict):
+                return it.metrics.get("allocation")
         return None
 
     def _draw_title(self) -> None:
