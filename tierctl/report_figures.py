@@ -144,6 +144,26 @@ def _stacked(ax: Any, groups: dict[Any, dict[str, float]]) -> None:
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1], ["0", "25%", "50%", "75%", "100%"])
 
 
+def _owl_overlay(ax: Any, layers: list[Any], allocation: Any) -> None:
+    """An OWL iteration's per-layer allocation on its by-layer bars: each layer's DENSE target (black tick)
+    and outlier ratio (grey dots, right axis, %)."""
+    if not isinstance(allocation, dict) or allocation.get("method") != "owl":
+        return
+    rows = {r["layer"]: r for r in allocation.get("layers", []) if isinstance(r, dict) and "layer" in r}
+    xs = [x for x, layer in enumerate(layers) if layer in rows]
+    if not xs:
+        return
+    for x in xs:
+        if "dense" in rows[layers[x]]:
+            ax.hlines(float(rows[layers[x]]["dense"]), x - 0.42, x + 0.42, color="black", linewidth=1.2)
+    twin = ax.twinx()
+    twin.plot(xs, [100 * float(rows[layers[x]].get("outlier_ratio", 0.0)) for x in xs], "o", color="#555555",
+              markersize=3)
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("OWL outliers %\n(black: dense target)", fontsize=7)
+    twin.tick_params(labelsize=7)
+
+
 def composition_figure(campaigns: list[CampaignData]) -> Any | None:
     """One row per campaign (its last pruned iteration): composition by decoder layer, and by kind."""
     from matplotlib.patches import Patch
@@ -162,6 +182,7 @@ def composition_figure(campaigns: list[CampaignData]) -> Any | None:
         depth = composition_by(it.per_layer, it.tiers, "depth")
         kind = composition_by(it.per_layer, it.tiers, "kind")
         _stacked(axes[r][0], depth)
+        _owl_overlay(axes[r][0], list(depth), (it.metrics or {}).get("allocation"))
         step = max(1, len(depth) // 16)
         axes[r][0].set_xticks(range(0, len(depth), step), [str(k) for k in list(depth)[::step]])
         axes[r][0].set_ylabel(f"{c.name}\niter {it.iteration}", fontsize=8)
