@@ -93,8 +93,8 @@ def test_cancel_wait_stops_an_orphaned_step_and_returns_once_the_lock_is_free(tm
     done = cancel(layout, wait=True)
     assert read_lock(layout.lock) is None and not held.step_alive()
     assert done.message == (f"stopped an orphaned step: iteration 1 finetune, 5/8 steps, pid {held.step} on {HOST} "
-                            f"(its runner pid {held.runner.pid} died); the campaign is free: resume with tierctl run "
-                            f"{layout.root} --all")
+                            f"(its runner pid {held.runner.pid} died); the campaign is free: iteration 1: the prune "
+                            f"starts from the beginning; resume with tierctl run {layout.root} --all")
 
 
 def test_cancel_wait_kills_a_step_that_ignores_sigterm_after_the_grace_period(tmp_path, hold):

@@ -64,8 +64,8 @@ def test_cancel_wait_stops_the_orphaned_step_and_says_what_it_stopped(orphan):
     r = cli.invoke(app, ["cancel", str(layout.root), "--wait"], env=ENV)
     assert r.exit_code == 0, r.stderr
     assert r.stdout == (f"stopped an orphaned step: iteration 1 finetune, 3/8 steps, pid {held.step} on {HOST} (its "
-                        f"runner pid {held.runner.pid} died); the campaign is free: resume with tierctl run "
-                        f"{layout.root} --all\n")
+                        f"runner pid {held.runner.pid} died); the campaign is free: iteration 1: the prune starts "
+                        f"from the beginning; resume with tierctl run {layout.root} --all\n")
     assert read_lock(layout.lock) is None and not held.step_alive()
 
 

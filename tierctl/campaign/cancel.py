@@ -22,6 +22,7 @@ from tierctl.campaign.holder import Holder, campaign_holder
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.lock import LockRecord
 from tierctl.campaign.procs import process_groups, signal_groups
+from tierctl.campaign.resume import next_resume_point
 from tierctl.errors import BadInput, TierctlError
 
 GRACE_S = 10.0  # seconds a stopped holder gets before SIGKILL (cancel --wait)
@@ -34,6 +35,7 @@ class Cancelled:
     root: str
     holder: Holder | None  # what held the campaign; None: nothing was running
     freed: bool = False  # the lock is free (always so after a wait)
+    resumes: str | None = None  # where a rerun goes on ("iteration 1: the fine-tune resumes from ...")
 
     @property
     def message(self) -> str:
@@ -42,7 +44,8 @@ class Cancelled:
             return f"nothing to cancel: no run holds {self.root}"
         what = self.holder.describe()
         if self.freed:
-            return f"stopped {what}; the campaign is free: resume with tierctl run {self.root} --all"
+            where = f"{self.resumes}; " if self.resumes else ""
+            return f"stopped {what}; the campaign is free: {where}resume with tierctl run {self.root} --all"
         return (f"stopping {what}: SIGTERM sent; the campaign is free once it has exited "
                 f"(tierctl cancel {self.root} --wait waits for that)")
 
@@ -100,4 +103,4 @@ def cancel(layout: CampaignLayout, wait: bool = False, grace: float = GRACE_S, p
             _signal(runner, [s.pid for s in record.steps if record.holds(s)], signal.SIGKILL)
             kill_at = None
         time.sleep(poll)
-    return Cancelled(str(layout.root), holder, freed=True)
+    return Cancelled(str(layout.root), holder, freed=True, resumes=next_resume_point(layout))

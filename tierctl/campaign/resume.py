@@ -86,3 +86,16 @@ def progress_line(layout: CampaignLayout, n: int, step: str, now: float) -> str 
     elapsed = data.get("elapsed_s")
     now_elapsed = elapsed + max(0.0, now - t) if isinstance(elapsed, (int, float)) else None
     return describe(data, now_elapsed=now_elapsed)
+
+
+def next_resume_point(layout: CampaignLayout) -> str | None:
+    """`iteration 1: the fine-tune resumes from its checkpoint at step 450 of 677` for the first step of
+    the campaign that is not done; None when all is done (or the campaign cannot be read)."""
+    from tierctl.campaign.state import campaign_status
+    from tierctl.errors import TierctlError
+
+    try:
+        nxt = campaign_status(layout, check=False).next
+    except (TierctlError, OSError):
+        return None
+    return None if nxt is None else f"iteration {nxt[0]}: {resume_point(layout, *nxt)}"
