@@ -3,7 +3,9 @@
 One pass over the packed bytes per call: each block row of the output is computed by one thread from its
 DENSE blocks (a b x b product), SEMI blocks (2 values and their 2-bit column codes per group of 4) and TOPK
 blocks (k values at 8-bit positions). Batch-1 decoding reads every weight once per token, so reading
-fewer bytes is what makes it fast. float32 only; TieredLinear falls back to torch when numba is missing.
+fewer bytes is what makes it fast. `unpack_rows` rebuilds a strip of block rows into a reused buffer, for
+many tokens (prefill), where BLAS on the strip wins. float32 only; TieredLinear falls back to torch when
+numba is missing.
 """
 
 from __future__ import annotations
@@ -66,4 +68,43 @@ def _tiered_rows(x, tiers, offsets, dense, semi_values, semi_codes, topk_values,
                 y[m, r * b + i] = acc[m, i]
 
 
-tiered_rows = numba.njit(parallel=True, fastmath=True, cache=True)(_tiered_rows) if AVAILABLE else None
+def _unpack_rows(r0, r1, tiers, offsets, dense, semi_values, semi_codes, topk_values, topk_index,
+                 w):  # pragma: no cover
+    """w[:(r1-r0)*b, :C*b] = the full-block part of block rows r0..r1-1, rebuilt (w is zeroed here)."""
+    C = tiers.shape[1]
+    b = dense.shape[1]
+    k = topk_values.shape[1]
+    g4 = b // 4
+    for r in numba.prange(r0, r1):
+        base = (r - r0) * b
+        for i in range(b):
+            for j in range(C * b):
+                w[base + i, j] = 0
+        d, s, t = offsets[0, r], offsets[1, r], offsets[2, r]
+        for c in range(C):
+            x0 = c * b
+            tier = tiers[r, c]
+            if tier == 0:
+                for i in range(b):
+                    for j in range(b):
+                        w[base + i, x0 + j] = dense[d, i, j]
+                d += 1
+            elif tier == 1:
+                for i in range(b):
+                    for g in range(g4):
+                        f = ((s * b + i) * g4 + g) * 2
+                        byte = semi_codes[f >> 2]
+                        shift = (f & 3) * 2
+                        w[base + i, x0 + g * 4 + ((byte >> shift) & 3)] = semi_values[s, i, 2 * g]
+                        w[base + i, x0 + g * 4 + ((byte >> (shift + 2)) & 3)] = semi_values[s, i, 2 * g + 1]
+                s += 1
+            else:
+                for j in range(k):
+                    p = np.int64(topk_index[t, j])
+                    w[base + p // b, x0 + p % b] = topk_values[t, j]
+                t += 1
+
+
+_jit = numba.njit(parallel=True, fastmath=True, cache=True) if AVAILABLE else None
+tiered_rows = _jit(_tiered_rows) if AVAILABLE else None
+unpack_rows = _jit(_unpack_rows) if AVAILABLE else None

@@ -4,7 +4,8 @@ Two ways to compute, both exact up to float32 summation order:
 - few tokens (decoding), float32 on CPU, numba installed (`tierctl[fast]`): the kernel of
   tierctl/export/kernels.py reads the packed tensors once per call;
 - otherwise (prefill, other dtypes, no numba): the weight is rebuilt one strip of block rows at a time
-  (about 256 K entries, a few hundred KB) and multiplied by torch; the whole dense weight never exists.
+  (about 256 K entries, a few hundred KB; by numba into one reused buffer when it applies, else by torch)
+  and multiplied by BLAS; the whole dense weight never exists.
 """
 
 from __future__ import annotations
@@ -52,8 +53,7 @@ class TieredLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        if (self.use_kernel and x2.shape[0] <= KERNEL_MAX_TOKENS and x2.dtype == torch.float32
-                and self.dense.dtype == torch.float32 and x2.device.type == "cpu" and not torch.is_grad_enabled()):
+        if self._fast_cpu(x2) and x2.shape[0] <= KERNEL_MAX_TOKENS:
             y = self._kernel(x2)
         else:
             y = self._strips(x2)
@@ -63,24 +63,40 @@ class TieredLinear(nn.Module):
 
     def _strips(self, x: torch.Tensor) -> torch.Tensor:
         """Rebuild a strip of block rows, multiply, move on: peak extra memory is one strip."""
-        b, R = self.block_size, self.tiers.shape[0]
+        b, (R, C) = self.block_size, self.tiers.shape
         m = self.packed
         y = x.new_empty(x.shape[0], self.out_features)
         per = max(1, STRIP_ENTRIES // max(1, self.in_features * b))  # block rows per strip
+        fast = self._fast_cpu(x)
+        strip = x.new_empty(min(per, R) * b, C * b) if fast else None  # reused by every strip
         for r0 in range(0, R, per):
             r1 = min(R, r0 + per)
-            y[:, r0 * b: r1 * b] = x @ m.dense_rows(r0, r1, self.offsets).to(x.dtype).T
+            if fast:
+                w = strip[: (r1 - r0) * b]
+                kernels.unpack_rows(r0, r1, *self._kernel_args(), w.numpy())
+                y[:, r0 * b: r1 * b] = x[:, : C * b] @ w.T
+                if self.edge_right is not None:
+                    y[:, r0 * b: r1 * b] += x[:, C * b:] @ self.edge_right[r0 * b: r1 * b].T
+            else:
+                y[:, r0 * b: r1 * b] = x @ m.dense_rows(r0, r1, self.offsets).to(x.dtype).T
         if self.edge_bottom is not None:
             y[:, R * b:] = x @ self.edge_bottom.to(x.dtype).T
         return y
+
+    def _fast_cpu(self, x: torch.Tensor) -> bool:
+        """The numba kernels apply: installed, float32 on the CPU, no autograd to feed."""
+        return (self.use_kernel and x.dtype == torch.float32 and self.dense.dtype == torch.float32
+                and x.device.type == "cpu" and not torch.is_grad_enabled())
+
+    def _kernel_args(self) -> tuple:
+        return (self.tiers.numpy(), self.offsets.numpy(), self.dense.numpy(), self.semi_values.numpy(),
+                self.semi_codes.numpy(), self.topk_values.numpy(), self.topk_index.numpy())
 
     def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         b, (R, C) = self.block_size, self.tiers.shape
         x = x.contiguous()
         rows = x.new_empty(x.shape[0], R * b)  # contiguous, so the kernel is compiled for one layout only
-        kernels.tiered_rows(x.numpy(), self.tiers.numpy(), self.offsets.numpy(), self.dense.numpy(),
-                            self.semi_values.numpy(), self.semi_codes.numpy(), self.topk_values.numpy(),
-                            self.topk_index.numpy(), rows.numpy())
+        kernels.tiered_rows(x.numpy(), *self._kernel_args(), rows.numpy())
         if self.edge_right is not None:
             rows += x[:, C * b:] @ self.edge_right.T
         if self.edge_bottom is None:
