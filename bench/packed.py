@@ -9,7 +9,7 @@ dense / packed and which goes first, so a shared machine's load hits both alike.
 - weight bytes held: the prunable matrices' tensors (nn.Linear weights, or TieredLinear's packed buffers),
   and every parameter and buffer of the model;
 - peak RSS of the process (ru_maxrss) after load, decode and prefill;
-- decode tokens/s: batch 1, one new token at a time with the KV cache, after a 16-token prompt;
+- decode tokens/s: batch 1, one new token at a time with the KV cache, after a chat-template prompt;
 - prefill tokens/s: one forward of 1 x 512 tokens;
 - greedy generation of 32 tokens must be identical token for token (checked, printed);
 - the alternatives for one matrix (mlp.up_proj of layer 0, 1536 x 576): torch dense, CSR, BSR (b=16),
@@ -86,7 +86,12 @@ def worker(kind: str, export: Path, decode: int) -> dict:
     else:
         model = load_packed(export, materialize=False)
     prunable, total = weight_bytes(model)
-    prompt = torch.randint(100, 40000, (1, 16))
+    from transformers import AutoTokenizer
+
+    from tierctl.export.sample import prompt_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    prompt = prompt_ids(tokenizer, "What does a Python decorator do?")
     with torch.no_grad():
         model(prompt[:, :4])  # warm-up (numba loads its compiled kernel)
         t0 = time.perf_counter()
@@ -104,6 +109,7 @@ def worker(kind: str, export: Path, decode: int) -> dict:
         model(long, use_cache=False)
         t4 = time.perf_counter()
     return {"kind": kind, "prunable_bytes": prunable, "total_bytes": total, "tokens": tokens,
+            "text": tokenizer.decode(tokens),
             "decode_tok_s": (decode - 1) / (t2 - t1), "prefill_tok_s": 512 / (t4 - t3), "first_s": t1 - t0,
             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
@@ -184,7 +190,7 @@ def main() -> None:
 
     print(f"smollm2-135m at 35/45/20, float32, {args.rounds} rounds alternating (load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"greedy {args.decode} tokens identical, dense vs packed: {same}")
+    print(f"greedy {args.decode} tokens identical, dense vs packed: {same}: {d['text']!r}")
     rows = [
         ("prunable weight bytes", d["prunable_bytes"], k["prunable_bytes"]),
         ("all parameters + buffers", d["total_bytes"], k["total_bytes"]),
