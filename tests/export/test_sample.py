@@ -29,7 +29,7 @@ def test_the_table_shows_every_column(campaigns):
     result = runner.invoke(app, ["sample", str(campaigns["opt"].root), "--prompt", "x", "--max-new-tokens", "3"],
                            terminal_width=160)
     assert result.exit_code == 0, result.output
-    assert "original (tiny-opt)" in result.stdout and "opt@2" in result.stdout
+    assert "original (tiny-opt)" in result.stdout and "opt@1" in result.stdout
 
 
 def test_an_unfinished_iteration_is_refused_before_any_model_loads(campaigns):

@@ -34,10 +34,10 @@ def expected_bytes(tiers_path, model_dir, value_bytes: int, b: int = 16, k: int 
 
 def test_size_table_matches_a_count_from_the_tier_maps(campaigns, tmp_path):
     layout = campaigns["opt"]  # partial edge strips count as dense values
-    result = runner.invoke(app, ["export", f"{layout.root}@2", "--out", str(tmp_path / "x"), "--json"])
+    result = runner.invoke(app, ["export", f"{layout.root}@1", "--out", str(tmp_path / "x"), "--json"])
     assert result.exit_code == 0, result.output
     sizes = json.loads(result.stdout)["sizes"]
-    packed, dense, minimum = expected_bytes(layout.tiers(2), layout.model(2), 4)
+    packed, dense, minimum = expected_bytes(layout.tiers(1), layout.model(1), 4)
     assert (sizes["prunable_packed"], sizes["prunable_dense"], sizes["prunable_minimum"]) == (packed, dense, minimum)
     assert sizes["prunable_packed"] <= 1.02 * sizes["prunable_minimum"]
     on_disk = sum(f.stat().st_size for f in (tmp_path / "x").iterdir())
@@ -49,7 +49,7 @@ def test_bfloat16_at_35_45_20_takes_about_9_8_bits_per_weight(campaigns, tmp_pat
     result = runner.invoke(app, ["export", str(layout.root), "--out", str(tmp_path / "x"), "--json"])
     assert result.exit_code == 0, result.output
     sizes = json.loads(result.stdout)["sizes"]
-    packed, dense, _ = expected_bytes(layout.tiers(2), layout.model(2), 2)
+    packed, dense, _ = expected_bytes(layout.tiers(1), layout.model(1), 2)
     assert sizes["prunable_packed"] == packed and sizes["prunable_dense"] == dense
     assert 9.5 < sizes["bits_per_weight"] < 10.1
 
