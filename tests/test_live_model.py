@@ -92,3 +92,17 @@ def test_a_series_past_its_cap_halves_itself_so_points_stay_at_multiples_of_the_
     assert s.stride == 4
     assert s.count == 9
     assert s.last == 8.0
+
+
+def test_progress_reads_with_its_phase_and_its_time_left_moves_on_between_events() -> None:
+    m = LiveModel()
+    m.apply([ev("prune", "start", t=100.0),
+             ev("prune", "progress", t=110.0, done=8, total=44, unit="windows", phase="ppl_pruned", elapsed_s=4.0,
+                eta_s=18.0)])
+    view = m.steps["prune"]
+    assert view.progress_text() == "measuring ppl_pruned: window 8 of 44 (18%), 0:04 elapsed, about 0:18 left"
+    assert view.progress_text(now=116.0) == "measuring ppl_pruned: window 8 of 44 (18%), 0:10 elapsed, about 0:12 left"
+    m.apply([ev("finetune", "start", t=120.0),
+             ev("finetune", "progress", t=121.0, done=1, total=677, unit="steps", phase="finetune", elapsed_s=0.6,
+                eta_s=405.6, tokens=2048)])
+    assert m.steps["finetune"].progress_text().startswith("fine-tuning: step 1 of 677 (0%), 2,048 tokens")

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tierctl.core.events import STEPS, Event
+from tierctl.core.progress import describe
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
@@ -28,6 +29,23 @@ class StepView:
     error: str | None = None
     started: float | None = None
     ended: float | None = None
+    phase: str = ""  # what the progress counts: prune, ppl_pruned, finetune, ppl
+    elapsed_s: float | None = None  # of the phase, as of the last progress event
+    eta_s: float | None = None  # time left, as of the last progress event
+    tokens: int | None = None  # fine-tune: training tokens so far
+    progress_t: float | None = None  # when the last progress event was written
+
+    def progress_text(self, now: float | None = None) -> str:
+        """`fine-tuning: step 120 of 677 (18%), 61,440 tokens, 4:12 elapsed, about 19:30 left` (empty
+        before the first progress event). While the step runs, `now` moves elapsed and time left on
+        from the last event."""
+        if self.total <= 0:
+            return ""
+        fields = {"done": self.done, "total": self.total, "unit": self.unit, "phase": self.phase,
+                  "elapsed_s": self.elapsed_s, "eta_s": self.eta_s, "tokens": self.tokens}
+        live = (now is not None and self.status == RUNNING and self.progress_t is not None
+                and self.elapsed_s is not None)
+        return describe(fields, now_elapsed=self.elapsed_s + max(0.0, now - self.progress_t) if live else None)
 
     @property
     def fraction(self) -> float | None:
@@ -133,6 +151,12 @@ class LiveModel:
             step.done = int(e.get("done", 0) or 0)
             step.total = int(e.get("total", 0) or 0)
             step.unit = str(e.get("unit", "") or "")
+            step.phase = str(e.get("phase", "") or "")
+            step.elapsed_s = _number(e.get("elapsed_s"))
+            step.eta_s = _number(e.get("eta_s"))
+            tokens = _number(e.get("tokens"))
+            step.tokens = int(tokens) if tokens is not None else None
+            step.progress_t = e.t
             if step.status == PENDING:
                 step.status = RUNNING
         elif kind == "layer":
@@ -188,3 +212,6 @@ class LiveModel:
         n = len(self.layers)
         return {k: sum(v[k] for v in self.layers.values()) / n for k in ("dense", "semi", "topk", "sparsity")}
 
+
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
