@@ -13,7 +13,7 @@ from typing import Any
 from tierctl.campaign.config import dumps_config, from_dict
 from tierctl.campaign.layout import CampaignLayout
 
-# The schedule of SPEC section 4.
+# The seed schedule (docs/tiers.md, The schedule).
 SPEC_SCHEDULE_CSV = """iteration,dense,mid_2_4,topk,dense_to_2_4,mid_2_4_to_topk,epochs
 1,0.90,0.10,0.00,0.10,0.00,2
 2,0.80,0.10,0.10,0.10,0.10,2
@@ -40,7 +40,7 @@ def campaign_dict(model: str = "tiny-llama", **overrides: dict[str, Any]) -> dic
 
 def make_campaign(tmp_path: Path, model: str = "tiny-llama", name: str = "camp", schedule: str | None = None,
                   **overrides: dict[str, Any]) -> CampaignLayout:
-    """A campaign directory `tmp_path/name` with campaign.toml and schedule.csv (SPEC's by default)."""
+    """A campaign directory `tmp_path/name` with campaign.toml and schedule.csv (the seed schedule by default)."""
     root = Path(tmp_path) / name
     root.mkdir(parents=True, exist_ok=True)
     layout = CampaignLayout(root)

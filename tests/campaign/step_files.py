@@ -1,4 +1,4 @@
-"""What each step leaves in iter<N>/ when it completes (SPEC section 5, contracts "Steps and files").
+"""What each step leaves in iter<N>/ when it completes (docs/campaign.md, When is a step done).
 
 The state module's input *is* these files, so its tests write them the way the steps do: metrics.json
 last for the prune, model/finetune.json for the fine-tune, `ppl` merged for the eval, events appended.

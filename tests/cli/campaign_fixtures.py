@@ -1,7 +1,7 @@
 """Synthetic campaign outputs for diff / show / report tests: real files, written with numpy only.
 
 A campaign directory made by tests.helpers.make_campaign (campaign.toml, schedule.csv), then per
-iteration what the steps leave behind: tiers.safetensors (metadata as strings, SPEC 5), metrics.json,
+iteration what the steps leave behind: tiers.safetensors (metadata as strings, docs/campaign.md), metrics.json,
 and model/finetune.json once "fine-tuned". Tier maps follow the schedule's cumulative fractions and
 only ever move down, like a real progressive campaign: each matrix has a fixed random order of blocks;
 the first `topk` share of it is TOPK, the next `mid_2_4` share SEMI, the rest DENSE.

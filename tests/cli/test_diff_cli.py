@@ -17,7 +17,7 @@ runner = CliRunner()
 
 
 def direct_count(a: np.ndarray, b: np.ndarray) -> list[list[int]]:
-    """M[i][j] by walking every block: the definition of SPEC section 7, nothing shared with the code."""
+    """M[i][j] by walking every block: the definition of docs/cli.md, nothing shared with the code."""
     m = [[0, 0, 0] for _ in range(3)]
     for ta, tb in zip(a.ravel().tolist(), b.ravel().tolist(), strict=True):
         m[ta][tb] += 1

@@ -1,4 +1,4 @@
-"""The event stream (SPEC section 6): whole lines only, torn tails skipped, a lost reader tolerated."""
+"""The event stream (docs/events.md): whole lines only, torn tails skipped, a lost reader tolerated."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The schedule of SPEC section 4: a corpus of broken files, derivation, projection, save."""
+"""The schedule (docs/tiers.md, The schedule): a corpus of broken files, derivation, projection, save."""
 
 from __future__ import annotations
 
@@ -267,7 +267,7 @@ def test_row_out_of_range_is_bad_input():
 def test_projection_of_the_seed_schedule():
     p = project(parse_schedule(SEED_SCHEDULE_CSV))
     assert [round(100 * x["sparsity"], 1) for x in p] == [5.0, 14.6, 24.4, 34.2, 41.7]
-    # by SPEC section 1: semi * 1/2 + topk * (1 - k / b^2), here k=10, b=16
+    # by docs/tiers.md: semi * 1/2 + topk * (1 - k / b^2), here k=10, b=16
     assert p[4] == {"iteration": 5, "dense": 0.35, "semi": 0.45, "topk": 0.20,
                     "sparsity": pytest.approx(0.45 * 0.5 + 0.20 * (1 - 10 / 256), abs=1e-12)}
 

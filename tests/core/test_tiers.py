@@ -1,6 +1,6 @@
-"""progressive_step agrees bit for bit with a slow, obviously correct reading of SPEC section 3.
+"""progressive_step agrees bit for bit with a slow, obviously correct reading of docs/tiers.md.
 
-The reference below is written from the SPEC and the documented summation order of tierctl.core.tiers alone:
+The reference below is written from docs/tiers.md and the documented summation order of tierctl.core.tiers alone:
 Python floats, explicit loops, `sorted` with `(score, index)` keys. It shares no code with the module.
 """
 

@@ -1,4 +1,4 @@
-"""Properties of progressive_step that hold for every input (hypothesis): SPEC sections 1 and 3."""
+"""Properties of progressive_step that hold for every input (hypothesis): docs/tiers.md."""
 
 from __future__ import annotations
 

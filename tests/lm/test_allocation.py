@@ -25,7 +25,7 @@ from tierctl.lm.models import load_model, prunable_linears
 from tierctl.lm.prune import prune_baseline, prune_model, reached_counts
 
 B, K, LAM = 16, 10, 0.08
-# (dense, topk) of the SPEC schedule's five rows.
+# (dense, topk) of the seed schedule's five rows.
 ROWS = [(0.90, 0.00), (0.80, 0.10), (0.65, 0.15), (0.50, 0.20), (0.35, 0.20)]
 # Full blocks of the matrices of one decoder layer (a Llama-like mix of shapes).
 LAYER_BLOCKS = [16, 8, 8, 16, 48, 48, 48]
@@ -40,7 +40,7 @@ def counts(t: torch.Tensor) -> tuple[int, int]:
 
 
 def uniform_totals(blocks: list[int], dense: float, topk: float) -> tuple[int, int]:
-    """The uniform allocation's model-wide DENSE / TOPK counts: SPEC section 3's rounding per matrix."""
+    """The uniform allocation's model-wide DENSE / TOPK counts: docs/tiers.md's rounding per matrix."""
     per = [reached_counts(n, dense, topk) for n in blocks]
     return sum(p[0] for p in per), sum(p[1] for p in per)
 
@@ -155,7 +155,7 @@ def test_lambda_zero_gives_the_uniform_counts():
 
 @pytest.fixture(scope="module")
 def owl_chain() -> tuple[list[float], list[Any], list[Any]]:
-    """tiny-llama through the five SPEC rows with OWL (ratios measured once, before iteration 1)."""
+    """tiny-llama through the five seed-schedule rows with OWL (ratios measured once, before iteration 1)."""
     model, _ = load_model("tiny-llama", device="cpu")
     ratios = outlier_ratios(model, windows(), 5.0)
     prev, results, allocs = None, [], []

@@ -17,7 +17,7 @@ from tierctl.lm.models import decoder_layers, load_model, prunable_linears
 from tierctl.lm.prune import check_history, prune_baseline, prune_model
 
 B, K = 16, 10
-# (dense, topk) of the SPEC schedule's first three rows.
+# (dense, topk) of the seed schedule's first three rows.
 ROWS = [(0.90, 0.00), (0.80, 0.10), (0.65, 0.15)]
 
 
@@ -30,7 +30,7 @@ def counts(t: torch.Tensor) -> tuple[int, int, int]:
 
 
 def expected_counts(blocks: int, dense: float, topk: float) -> tuple[int, int, int]:
-    """SPEC section 3 written out: Python round of the cumulative fractions."""
+    """docs/tiers.md written out: Python round of the cumulative fractions."""
     d, t = round(dense * blocks), round(topk * blocks)
     return d, blocks - d - t, t
 

@@ -1,9 +1,10 @@
 """A campaign on disk with fixed contents, for dashboard tests and snapshots (numpy + json only).
 
-`demo_campaign(base)` writes `base/demo`: the SPEC schedule, iteration 1 complete (pruned,
+`demo_campaign(base)` writes `base/demo`: the seed schedule, iteration 1 complete (pruned,
 fine-tuned, evaluated) and iteration 2 pruned with its fine-tune interrupted halfway (a start and
-loss reports, no end: what a killed run leaves). Every file is what the steps write (SPEC 5 and 6),
-with fixed timestamps and numbers, so screens drawn from it are the same on every run.
+loss reports, no end: what a killed run leaves). Every file is what the steps write (docs/campaign.md
+and docs/events.md), with fixed timestamps and numbers, so screens drawn from it are the same on every
+run.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class InitOptions:
     model: str | None = None
     calib: str | None = None
     eval: str | None = None
-    schedule: Path | None = None  # a CSV file; None = the seed schedule of SPEC section 4
+    schedule: Path | None = None  # a CSV file; None = the seed schedule of docs/tiers.md, The schedule
     nsamples: int | None = None
     seqlen: int | None = None
     block_size: int | None = None

