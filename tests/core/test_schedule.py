@@ -51,7 +51,7 @@ BROKEN: list[tuple[str, bytes, str]] = [
     ("typo column", b"iteration,dense,mid_2_4,topk,dense_to_24,epochs\n1,0.9,0.1,0,0.1,2\n",
      "s.csv: header: unknown column 'dense_to_24' (did you mean dense_to_2_4?)"),
     ("unknown column", (H.strip() + ",comment\n" + R1.strip() + ",hi\n").encode(),
-     f"s.csv: header: unknown column 'comment' (expected {EXPECTED})"),
+     f"s.csv: header: unknown column 'comment' (expected {EXPECTED}; optional: lr, tokens_per_epoch)"),
     ("duplicate column", b"iteration,dense,mid_2_4,topk,dense,epochs\n1,0.9,0.1,0,0.9,2\n",
      "s.csv: header: column dense appears twice (columns 2 and 5)"),
     ("missing column", b"iteration,dense,mid_2_4,epochs\n1,0.9,0.1,2\n",
@@ -328,3 +328,35 @@ def test_to_frame_holds_every_column():
     assert list(frame.columns) == H.strip().split(",")
     assert frame["epochs"].tolist() == [2, 2, 2, 2, 3]
     assert frame["mid_2_4_to_topk"].tolist() == [0.0, 0.1, 0.05, 0.05, 0.0]
+
+
+# --- per-iteration knobs: lr and tokens_per_epoch -------------------------------------------------
+
+KNOB_HEADER = "iteration,dense,mid_2_4,topk,epochs,lr,tokens_per_epoch\n"
+
+
+def test_knob_columns_are_optional_and_blank_means_the_campaign_value() -> None:
+    s = parse_schedule(KNOB_HEADER + "1,0.9,0.1,0,1,1e-3,\n2,0.8,0.2,0,1,,4096\n")
+    assert [(r.lr, r.tokens_per_epoch) for r in s.rows] == [(1e-3, None), (None, 4096)]
+    assert [(r.lr, r.tokens_per_epoch) for r in parse_schedule(H + R1).rows] == [(None, None)]
+
+
+def test_knob_columns_round_trip_through_to_csv_only_when_set() -> None:
+    s = parse_schedule(KNOB_HEADER + "1,0.9,0.1,0,1,1e-3,\n2,0.8,0.2,0,1,,\n")
+    assert s.to_csv().splitlines()[0].endswith(",epochs,lr")
+    assert parse_schedule(s.to_csv()).rows == s.rows
+
+
+@pytest.mark.parametrize(("cells", "message"), [
+    ("-1,", "s.csv: iteration 1, column lr: -1 must be > 0 (a peak learning rate; leave it blank for the "
+            "campaign.toml value)"),
+    ("fast,", "s.csv: iteration 1, column lr: 'fast' is not a number (leave it blank for the campaign.toml value)"),
+    (",1.5", "s.csv: iteration 1, column tokens_per_epoch: '1.5' must be a whole number of tokens >= 0 "
+             "(0 = every window; leave it blank for the campaign.toml value)"),
+    (",-4", "s.csv: iteration 1, column tokens_per_epoch: '-4' must be a whole number of tokens >= 0 "
+            "(0 = every window; leave it blank for the campaign.toml value)"),
+])
+def test_a_bad_knob_cell_is_refused_naming_row_and_column(cells: str, message: str) -> None:
+    with pytest.raises(BadInput) as e:
+        parse_schedule(KNOB_HEADER + "1,0.9,0.1,0,1," + cells + "\n", "s.csv")
+    assert str(e.value) == message

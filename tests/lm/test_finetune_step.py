@@ -230,3 +230,31 @@ def test_a_wanda_baseline_iteration_fine_tunes_with_its_zeros_held(tmp_path: Pat
     for name, w in before.items():
         assert torch.equal(after[name][w == 0], torch.zeros_like(after[name][w == 0])), name
     assert any(not torch.equal(after[n], before[n]) for n in before)
+
+
+def test_the_rows_lr_and_tokens_per_epoch_reach_the_optimizer(tmp_path: Path) -> None:
+    # campaign.toml says lr 1e-3 and 1024 tokens per epoch (4 steps of 4 x 64); the row says 3e-3 and 512.
+    layout = campaign(tmp_path, epochs=1, log_every=1)
+    layout.schedule.write_text("iteration,dense,mid_2_4,topk,epochs,lr,tokens_per_epoch\n"
+                               "1,0.5,0.25,0.25,1,3e-3,512\n", encoding="utf-8")
+
+    assert run_main(layout) == 0
+
+    lrs = [e.get("value") for e in read_events(layout.events(1)) if e.event == "metric" and e.get("name") == "lr"]
+    # 2 steps (512 tokens), warm-up ceil(0.1 * 2) = 1 step, so step 2 runs at the peak: the row's lr.
+    assert lrs == [pytest.approx(3e-3), pytest.approx(3e-3)]
+    ledger = metrics(layout)["finetune"]
+    assert (ledger["lr"], ledger["tokens_per_epoch"], ledger["steps"]) == (3e-3, 512, 2)
+
+
+def test_blank_knob_cells_keep_the_campaign_toml_values() -> None:
+    from tierctl.campaign.config import FinetuneConfig
+    from tierctl.core.schedule import parse_schedule
+    from tierctl.steps.finetune import settings_for
+
+    rows = parse_schedule("iteration,dense,mid_2_4,topk,epochs,lr,tokens_per_epoch\n"
+                          "1,0.9,0.1,0,2,,\n2,0.8,0.2,0,3,2e-4,0\n").rows
+    toml = FinetuneConfig(lr=1e-3, tokens_per_epoch=1024)
+
+    assert [(s.epochs, s.lr, s.tokens_per_epoch) for s in (settings_for(toml, r) for r in rows)] == \
+        [(2, 1e-3, 1024), (3, 2e-4, 0)]

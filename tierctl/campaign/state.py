@@ -35,7 +35,7 @@ STATES = (PENDING, RUNNING, DONE, FAILED)
 # Columns of a schedule row that the prune of an iteration consumed (checked once it is done), and the
 # one the fine-tune consumed (checked once the fine-tune is done).
 PRUNE_COLUMNS = ("dense", "mid_2_4", "topk", "dense_to_2_4", "mid_2_4_to_topk")
-FINETUNE_COLUMNS = ("epochs",)
+FINETUNE_COLUMNS = ("epochs", "lr", "tokens_per_epoch")
 TOLERANCE = 1e-9
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.core.atomic import atomic_write_text
-from tierctl.core.schedule_csv import COLUMNS, DERIVABLE, NUMBER, REQUIRED, decode_schedule, read_cells
+from tierctl.core.schedule_csv import COLUMNS, DERIVABLE, KNOBS, NUMBER, REQUIRED, decode_schedule, read_cells
+from tierctl.core.schedule_knobs import format_knob, parse_knob
 from tierctl.errors import BadInput
 
 TOL = 1e-3  # docs/tiers.md: sums and recurrences hold within 1e-3
@@ -46,7 +47,8 @@ _INF = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 @dataclass
 class ScheduleRow:
-    """One iteration: cumulative block fractions after it, the fractions moved in it, its epochs."""
+    """One iteration: cumulative block fractions after it, the fractions moved in it, its epochs, and
+    its optional fine-tune knobs (None = the campaign.toml value; tierctl.core.schedule_knobs)."""
 
     iteration: int
     dense: float
@@ -55,6 +57,8 @@ class ScheduleRow:
     dense_to_2_4: float
     mid_2_4_to_topk: float
     epochs: int
+    lr: float | None = None
+    tokens_per_epoch: int | None = None
 
 
 @dataclass
@@ -78,19 +82,26 @@ class Schedule:
     def to_records(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.rows]
 
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """The knob columns some row sets (the ones to_csv writes)."""
+        return tuple(k for k in KNOBS if any(getattr(r, k) is not None for r in self.rows))
+
     def to_csv(self) -> str:
-        """Every column, derived ones included, in the documented order (what save_schedule writes)."""
-        lines = [",".join(COLUMNS)]
+        """Every column, derived ones included, in the documented order, then the knob columns some row
+        sets (what save_schedule writes)."""
+        knobs = self.knobs
+        lines = [",".join((*COLUMNS, *knobs))]
         for r in self.rows:
             lines.append(",".join([str(r.iteration), *(format_fraction(getattr(r, c)) for c in COLUMNS[1:-1]),
-                                   str(r.epochs)]))
+                                   str(r.epochs), *(format_knob(k, getattr(r, k)) for k in knobs)]))
         return "\n".join(lines) + "\n"
 
     def to_frame(self) -> Any:
         """A pandas DataFrame of the rows (pandas imported here only, for reports and notebooks)."""
         import pandas as pd
 
-        return pd.DataFrame(self.to_records(), columns=list(COLUMNS))
+        return pd.DataFrame(self.to_records(), columns=[*COLUMNS, *self.knobs])
 
 
 @dataclass(frozen=True)
@@ -312,9 +323,15 @@ def _check_rows(rows: Sequence[Mapping[str, Any] | ScheduleRow],
         elif epochs is not None and epochs < 0:
             err("epochs", f"{epochs} is negative, expected a whole number of epochs >= 0")
 
+        knobs: dict[str, Any] = {}
+        for col in KNOBS:
+            knobs[col], msg = parse_knob(col, cells.get(col))
+            if msg:
+                err(col, msg)
+
         if not errors and it is not None and epochs is not None:
             out.append(ScheduleRow(it, vals["dense"], vals["mid_2_4"], vals["topk"], vals["dense_to_2_4"],
-                                   vals["mid_2_4_to_topk"], epochs))
+                                   vals["mid_2_4_to_topk"], epochs, **knobs))
     return errors, out
 
 
@@ -400,7 +417,7 @@ def project(schedule: Schedule | Iterable[ScheduleRow], block_size: int = 16, k:
 
 
 __all__ = [
-    "COLUMNS", "DERIVABLE", "REQUIRED", "SEED_SCHEDULE_CSV", "TOL", "CellError", "Schedule", "ScheduleRow",
+    "COLUMNS", "DERIVABLE", "KNOBS", "REQUIRED", "SEED_SCHEDULE_CSV", "TOL", "CellError", "Schedule", "ScheduleRow",
     "decode_schedule", "load_schedule", "parse_schedule", "project", "save_schedule", "schedule_from_rows",
     "tier_sparsities", "validate_rows",
 ]

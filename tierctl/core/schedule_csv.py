@@ -17,6 +17,8 @@ from tierctl.errors import BadInput
 COLUMNS = ("iteration", "dense", "mid_2_4", "topk", "dense_to_2_4", "mid_2_4_to_topk", "epochs")
 DERIVABLE = ("dense_to_2_4", "mid_2_4_to_topk")
 REQUIRED = tuple(c for c in COLUMNS if c not in DERIVABLE)
+KNOBS = ("lr", "tokens_per_epoch")  # optional per-iteration fine-tune settings (tierctl.core.schedule_knobs)
+KNOWN = (*COLUMNS, *KNOBS)
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 # Names people write for a column, offered as "did you mean" (never accepted silently).
@@ -24,6 +26,7 @@ _ALIASES = {
     "semi": "mid_2_4", "mid": "mid_2_4", "2:4": "mid_2_4", "2_4": "mid_2_4", "sparse_2_4": "mid_2_4",
     "top_k": "topk", "top-k": "topk", "iter": "iteration", "it": "iteration", "step": "iteration",
     "epoch": "epochs", "dense_to_semi": "dense_to_2_4", "semi_to_topk": "mid_2_4_to_topk",
+    "learning_rate": "lr", "tokens": "tokens_per_epoch",
 }
 
 
@@ -88,9 +91,9 @@ def _header(names: list[str], data: list[tuple[int, list[str]]], source: str) ->
             raise BadInput(f"{source}: header: column {pos + 1} has no name but holds values")
         if name in index:
             raise BadInput(f"{source}: header: column {name} appears twice (columns {index[name] + 1} and {pos + 1})")
-        if name not in COLUMNS:
-            guess = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.6)), None)
-            hint = f"did you mean {guess}?" if guess else f"expected {expected}"
+        if name not in KNOWN:
+            guess = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, KNOWN, n=1, cutoff=0.6)), None)
+            hint = f"did you mean {guess}?" if guess else f"expected {expected}; optional: {', '.join(KNOBS)}"
             raise BadInput(f"{source}: header: unknown column '{raw}' ({hint})")
         index[name] = pos
     for col in REQUIRED:
@@ -129,5 +132,5 @@ def read_cells(text: str, source: str) -> tuple[list[dict[str, str]], list[int],
             where = f"iteration {it}" if it is not None else f"line {n}"
             raise BadInput(f"{source}: {where}: {len(cells)} cells but the header has {len(names)} columns")
         rows.append({col: cells[pos] for col, pos in index.items()})
-    present = tuple(c for c in COLUMNS if c in index)
+    present = tuple(c for c in KNOWN if c in index)
     return rows, [n for n, _ in data], present

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tierctl.core.schedule import Schedule, format_fraction, project
+from tierctl.core.schedule_knobs import format_knob
 from tierctl.render.bars import composition_bar
 
 
@@ -39,6 +40,9 @@ def schedule_table(schedule: Schedule, block_size: int = 16, k: int = 10, title:
         mark = col in derived
         table.add_column(head + ("*" if mark else ""), justify="right", style="dim" if mark else "")
     table.add_column("epochs", justify="right")
+    knobs = schedule.knobs  # per-iteration fine-tune settings, shown only when some row sets them
+    for knob in knobs:
+        table.add_column(knob, justify="right")
     table.add_column("composition", no_wrap=True)
     table.add_column("sparsity", justify="right", style="bold")
     for row, p in zip(schedule.rows, project(schedule, block_size, k), strict=True):
@@ -47,9 +51,11 @@ def schedule_table(schedule: Schedule, block_size: int = 16, k: int = 10, title:
             _frac(row.dense), _frac(row.mid_2_4), _frac(row.topk),
             _frac(row.dense_to_2_4), _frac(row.mid_2_4_to_topk),
             Text(str(row.epochs), style="dim" if row.epochs == 0 else ""),
+            *(Text(format_knob(kn, getattr(row, kn)) or "-", style="" if getattr(row, kn) is not None else "dim")
+              for kn in knobs),
             composition_bar(p["dense"], p["semi"], p["topk"], bar_width),
             _pct(p["sparsity"]),
         )
     table.caption = (f"expected sparsity for {block_size}x{block_size} blocks, top-{k} per block"
-                     + ("; * derived" if derived else ""))
+                     + ("; * derived" if derived else "") + ("; - = campaign.toml" if knobs else ""))
     return table

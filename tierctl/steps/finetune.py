@@ -87,9 +87,20 @@ def saved_weights(model_dir: Path, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def settings_for(finetune: Any, row: Any) -> Any:
+    """FinetuneSettings of one iteration: [finetune] of campaign.toml, the row's epochs, and the row's
+    `lr` / `tokens_per_epoch` where its cells are not blank (schedule knobs)."""
+    import dataclasses
+
+    from tierctl.core.schedule_knobs import effective
+    from tierctl.lm.finetune import FinetuneSettings
+
+    return dataclasses.replace(FinetuneSettings.from_config(finetune, row.epochs), **effective(row, finetune))
+
+
 def body(ctx: StepContext) -> None:
     from tierctl.core.tiers import load_tiers
-    from tierctl.lm.finetune import FinetuneSettings, build_masks, finetune, train_windows
+    from tierctl.lm.finetune import build_masks, finetune, train_windows
     from tierctl.lm.finetune_dist import close, gather_state_dict, init_dist
     from tierctl.lm.models import load_model, resolve_device, torch_dtype
     from tierctl.lm.text import token_stream
@@ -114,7 +125,7 @@ def body(ctx: StepContext) -> None:
     else:
         tiers, meta = load_tiers(layout.tiers(n))
         block, k = int(meta["block_size"]), int(meta["topk_per_block"])
-    settings = FinetuneSettings.from_config(cfg.finetune, ctx.row.epochs)
+    settings = settings_for(cfg.finetune, ctx.row)
     d = init_dist(resolve_device(ctx.device), cfg.run.strategy)
     try:
         t0 = time.perf_counter()
@@ -151,6 +162,7 @@ def body(ctx: StepContext) -> None:
                   "final_loss": result.final_loss, "tokens_per_s": round(result.tokens_per_s, 1),
                   "seconds": round(result.seconds, 3), "resumed_from": result.resumed_from,
                   "processes": d.world, "strategy": d.strategy, "lr": settings.lr,
+                  "tokens_per_epoch": settings.tokens_per_epoch,
                   "global_batch": settings.batch_size * settings.grad_accum * d.world, "seqlen": settings.seqlen}
         with atomic_dir(model_dir) as tmp:
             model.config.dtype = torch_dtype(cfg.model.dtype)
