@@ -246,8 +246,14 @@ def status(
         st = campaign_status(layout)
     except TierctlError as e:
         raise fail(e) from None
+    from tierctl.campaign.fork import read_origin
+
+    origin = read_origin(layout)
     if json_:
-        print(json.dumps(st.to_json(), indent=2))
+        doc = st.to_json()
+        if origin is not None:
+            doc["forked_from"] = {"source": origin.source, "iteration": origin.iteration}
+        print(json.dumps(doc, indent=2))
         return
     from rich.console import Console
 
@@ -255,6 +261,9 @@ def status(
 
     console = Console()
     console.print(iterations_table(st, title=f"campaign {st.name}"))
+    if origin is not None:
+        console.print(f"forked from {origin.label} (iterations 1..{origin.iteration} shared)", highlight=False,
+                      soft_wrap=True)
     for it in st.iterations:
         for step, err in it.errors.items():
             console.print(f"[red]iteration {it.iteration} {step} failed:[/] {err} "
@@ -550,6 +559,30 @@ def sample(
         table.add_column(label, overflow="fold")
     table.add_row(*texts.values())
     Console(highlight=False).print(table)
+
+# === fork ===
+
+
+@app.command()
+def fork(
+    source: str = typer.Argument(..., metavar="SOURCE@K", help="The campaign to fork and its last iteration to share."),
+    new: str = typer.Argument(..., metavar="NEW", help="Name of the new campaign (a plain directory name)."),
+    schedule: Path = typer.Option(None, "--schedule", help="The fork's schedule CSV (rows 1..K must be the "
+                                  "source's; default: the source's schedule)."),
+    dir: Path = typer.Option(None, "--dir", help="Where NEW is created (default: next to SOURCE)."),
+) -> None:
+    """A new campaign sharing iterations 1..K of SOURCE (hard links; the source is never written)."""
+    from tierctl.campaign.fork import fork_campaign, parse_fork_source
+    from tierctl.campaign.layout import resolve_campaign
+
+    try:
+        camp, k = parse_fork_source(source)
+        result = fork_campaign(resolve_campaign(camp), k, new, dir, schedule)
+    except TierctlError as e:
+        raise fail(e) from None
+    shared = f"{result.links} files linked" + (f", {result.copies} copied" if result.copies else "")
+    print(f"created {result.layout.root}: iterations 1..{k} shared with {result.origin.source} ({shared}); "
+          f"go on with: tierctl run {result.layout.root} --all")
 
 # === tui ===
 

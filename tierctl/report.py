@@ -297,6 +297,11 @@ def _settings(c: CampaignData) -> str:
         ("evaluation", f"{cfg.data.eval}, windows of {cfg.data.seqlen} tokens"),
         ("fine-tune", f"lr {cfg.finetune.lr}, batch {cfg.finetune.batch_size} x {cfg.finetune.grad_accum}, "
                       f"seqlen {cfg.finetune.seqlen}, {cfg.finetune.tokens_per_epoch or 'all'} tokens/epoch"))]
+    from tierctl.campaign.fork import read_origin
+
+    origin = read_origin(c.layout)
+    if origin is not None:
+        rows.insert(1, ["forked from", esc(f"{origin.label} (iterations 1..{origin.iteration} shared)")])
     return _table(["setting", "value"], rows, left=2)
 
 
