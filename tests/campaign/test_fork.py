@@ -10,46 +10,22 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import make_campaign
+from tests.campaign.real_steps import run_steps
 from tierctl.campaign.fork import ORIGIN_FILE, fork_campaign, read_origin
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.state import campaign_status
 from tierctl.cli import app
 from tierctl.errors import BadInput
 
-SOURCE_SCHEDULE = ("iteration,dense,mid_2_4,topk,epochs\n"
-                   "1,0.90,0.10,0.00,1\n"
-                   "2,0.80,0.10,0.10,1\n")
 FORK_SCHEDULE = ("iteration,dense,mid_2_4,topk,epochs,lr\n"
                  "1,0.90,0.10,0.00,1,\n"
                  "2,0.70,0.20,0.10,1,2e-3\n")
-
-
-def run_steps(layout: CampaignLayout, n: int, steps: tuple[str, ...] = ("prune", "finetune", "eval")) -> None:
-    """The steps of iteration n, in this process (the same entry points the runner starts)."""
-    from tierctl.steps import eval as eval_step
-    from tierctl.steps import finetune, prune
-
-    mains = {"prune": prune.main, "finetune": finetune.main, "eval": eval_step.main}
-    for step in steps:
-        assert mains[step](["--campaign", str(layout.root), "--iter", str(n)]) == 0, step
 
 
 def digest(root: Path) -> dict[str, str]:
     """sha256 of every file under root (the lock file aside), by relative path."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> CampaignLayout:
-    """A tiny-llama campaign whose iteration 1 ran for real (shared by the tests, never written by them)."""
-    layout = make_campaign(tmp_path_factory.mktemp("fork"), name="source", schedule=SOURCE_SCHEDULE,
-                           finetune={"tokens_per_epoch": 512, "checkpoint_every": 0})
-    run_steps(layout, 1)
-    (layout.logs).mkdir(exist_ok=True)
-    (layout.step_log(1, "prune")).write_text("--- a log of iteration 1\n")
-    return layout
 
 
 @pytest.mark.slow

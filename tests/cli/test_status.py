@@ -32,7 +32,7 @@ def test_json_is_spec_section_7(tmp_path):
          "composition": {"dense": 0.8, "semi": 0.1, "topk": 0.1}, "sparsity": 0.05, "ppl_pruned": 55.0, "ppl": None},
         *[{"iteration": n, "steps": {"prune": "pending", "finetune": "pending", "eval": "pending"},
            "composition": None, "sparsity": None, "ppl_pruned": None, "ppl": None} for n in (3, 4, 5)],
-    ]}
+    ], "halted": None}
 
 
 def test_the_table_shows_steps_composition_sparsity_ppl_and_what_is_next(tmp_path):

@@ -25,7 +25,7 @@ else:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 METHODS = ("progressive", "wanda-unstructured", "wanda-nm")
-LAUNCHERS = ("local", "torchrun")
+LAUNCHERS = ("local", "torchrun", "slurm")
 STRATEGIES = ("single", "ddp", "fsdp2")
 OFFLOADS = ("auto", "never", "layers")
 ALLOCATIONS = ("uniform", "owl")
@@ -90,9 +90,29 @@ class FinetuneConfig:
 
 @dataclass
 class RunConfig:
-    launcher: str = "local"  # local | torchrun (fine-tune step only)
+    launcher: str = "local"  # local | torchrun | slurm (fine-tune step only)
     nproc: int = 1
-    strategy: str = "ddp"  # ddp | fsdp2 (under torchrun)
+    strategy: str = "ddp"  # ddp | fsdp2 (under torchrun or slurm)
+    # Guardrail: halt when an iteration's ppl exceeds this ratio x the previous iteration's (0 = off).
+    max_ppl_ratio: float = 0.0
+
+
+@dataclass
+class SlurmConfig:
+    """Slurm settings of `[run] launcher = "slurm"` (the fine-tune as a multi-node job) and of sweeps
+    (SWEEP.toml's [slurm]). Empty strings leave a setting to the cluster's defaults."""
+
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    nodes: int = 1
+    gpus_per_node: int = 1
+    cpus_per_task: int = 0  # 0 = the cluster's default
+    mem_gb: float = 0.0  # 0 = the cluster's default
+    time: str = "04:00:00"  # minutes, HH:MM:SS or D-HH:MM:SS
+    setup: list = field(default_factory=list)  # shell lines run before the job (module load, venv activation)
+    extra: dict = field(default_factory=dict)  # any other sbatch option: {"mail-type" = "END"}
 
 
 @dataclass
@@ -103,6 +123,7 @@ class CampaignConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -169,12 +190,48 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     _check(path, r.launcher in LAUNCHERS, "[run] launcher", f"must be one of {', '.join(LAUNCHERS)}")
     _check(path, r.nproc >= 1, "[run] nproc", f"must be >= 1, got {r.nproc}")
     _check(path, r.strategy in STRATEGIES, "[run] strategy", f"must be one of {', '.join(STRATEGIES)}")
+    _check(path, r.max_ppl_ratio >= 0, "[run] max_ppl_ratio", f"must be >= 0 (0 = off), got {r.max_ppl_ratio}")
+    check_slurm(cfg.slurm, path, "[slurm]")
     return cfg
+
+
+def check_slurm(s: SlurmConfig, path: Path, table: str = "[slurm]") -> SlurmConfig:
+    """Ranges and formats of a [slurm] table (campaign.toml or SWEEP.toml)."""
+    _check(path, s.nodes >= 1, f"{table} nodes", f"must be >= 1, got {s.nodes}")
+    _check(path, s.gpus_per_node >= 0, f"{table} gpus_per_node", f"must be >= 0, got {s.gpus_per_node}")
+    _check(path, s.cpus_per_task >= 0, f"{table} cpus_per_task", f"must be >= 0, got {s.cpus_per_task}")
+    _check(path, s.mem_gb >= 0, f"{table} mem_gb", f"must be >= 0, got {s.mem_gb}")
+    _check(path, slurm_minutes(s.time) is not None, f"{table} time",
+           f"must be minutes, HH:MM:SS or D-HH:MM:SS, got {s.time!r}")
+    _check(path, all(isinstance(x, str) for x in s.setup), f"{table} setup", "must be a list of strings")
+    for key, value in s.extra.items():
+        _check(path, isinstance(value, (str, int, float, bool)), f"{table} extra.{key}",
+               f"must be a string, number or boolean, got {value!r}")
+    return s
+
+
+def slurm_minutes(text: str) -> int | None:
+    """Slurm's --time formats (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) in whole minutes, None if invalid."""
+    import re
+
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if m is None:
+        return None
+    days, a, b, c = (int(x) if x is not None else None for x in m.groups())
+    if days is not None:  # D-H[:M[:S]]
+        secs = days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+    elif c is not None:  # H:M:S
+        secs = a * 3600 + b * 60 + c
+    elif b is not None:  # M:S
+        secs = a * 60 + b
+    else:  # M
+        secs = a * 60
+    return -(-secs // 60) if secs > 0 else None
 
 
 SECTIONS = {
     "model": ModelConfig, "data": DataConfig, "tiers": TiersConfig,
-    "prune": PruneConfig, "finetune": FinetuneConfig, "run": RunConfig,
+    "prune": PruneConfig, "finetune": FinetuneConfig, "run": RunConfig, "slurm": SlurmConfig,
 }
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierctl.campaign.config import CampaignConfig, load_config
+from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
 from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
 from tierctl.campaign.init import check_model_spec, check_text_source
 from tierctl.campaign.layout import CampaignLayout, clean_temporaries
@@ -263,7 +264,10 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             if not wait:
                 raise LockHeld(refusal(layout, holder), holder.record)
             wait_until_free(layout, on_wait)
-        plan = plan_run(layout, campaign_status(layout, schedule), request)  # refuse bad requests before writing
+        status = campaign_status(layout, schedule)
+        plan = plan_run(layout, status, request)  # refuse bad requests before writing
+        if status.halt is not None and (request.all or any(n > status.halt.iteration for n, _ in plan)):
+            return RunOutcome(EXIT_HALTED, halted_message(layout, status.halt), [], [])
         check_inputs(layout, config, plan)
         try:
             lock = CampaignLock(layout.lock).acquire()
@@ -306,6 +310,11 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             if iteration_status(layout, n, lock_held=True).steps[step] != DONE:
                 return RunOutcome(1, f"iteration {n} {step} ended ok but its outputs are missing "
                                      f"(log: {result.log})", results, removed)
+            if step == "eval" and config.run.max_ppl_ratio > 0:
+                halt = campaign_status(layout, schedule).halt
+                if halt is not None and halt.iteration == n:
+                    record_halt(layout, halt, schedule)
+                    return RunOutcome(EXIT_HALTED, halted_message(layout, halt), results, removed)
         if runner.stopping:
             sig = runner.stop_signal or signal.SIGTERM
             return RunOutcome(128 + sig, f"interrupted ({signal.Signals(sig).name}): stopped {where or 'the run'}; "

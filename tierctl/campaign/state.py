@@ -90,6 +90,7 @@ class CampaignStatus:
     name: str
     iterations: list[IterationStatus]
     holder: Holder | None = None
+    halt: Any = None  # tierctl.campaign.guardrail.Halt when the guardrail halted the campaign
 
     def iteration(self, n: int) -> IterationStatus:
         if not 1 <= n <= len(self.iterations):
@@ -130,7 +131,8 @@ class CampaignStatus:
 
     def to_json(self) -> dict[str, Any]:
         """`tierctl status --json` (SPEC section 7)."""
-        return {"campaign": self.name, "iterations": [it.to_json() for it in self.iterations]}
+        return {"campaign": self.name, "iterations": [it.to_json() for it in self.iterations],
+                "halted": self.halt.to_json() if self.halt is not None else None}
 
 
 # --- reading the files ------------------------------------------------------------------------------
@@ -234,7 +236,20 @@ def campaign_status(layout: CampaignLayout, schedule: Any | None = None, check: 
     status = CampaignStatus(layout.name, its, holder)
     if check:
         check_history(layout, schedule, status)
+    status.halt = _halt(layout, status, schedule)
     return status
+
+
+def _halt(layout: CampaignLayout, status: CampaignStatus, schedule: Any) -> Any:
+    """The guardrail's halt, when [run] max_ppl_ratio is set (an unreadable campaign.toml: none)."""
+    from tierctl.campaign.config import load_config
+    from tierctl.campaign.guardrail import find_halt
+
+    try:
+        ratio = load_config(layout.config).run.max_ppl_ratio
+    except BadInput:
+        return None
+    return find_halt(layout, status.iterations, schedule, ratio)
 
 
 def load_campaign_schedule(layout: CampaignLayout) -> Any:
