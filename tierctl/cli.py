@@ -156,7 +156,7 @@ def run(
                                "(--step prune or none: iter<N> and later; eval: only its ppl)."),
     json_: bool = typer.Option(False, "--json", help="Print the events, one JSON object per line "
                                "(automatic when stdout is not a terminal)."),
-    launcher: str = typer.Option(None, "--launcher", help="Fine-tune launcher: local or torchrun "
+    launcher: str = typer.Option(None, "--launcher", help="Fine-tune launcher: local, torchrun or slurm "
                                  "(default: \\[run] launcher)."),
     nproc: int = typer.Option(None, "--nproc", min=1, help="Processes under torchrun (default: \\[run] nproc)."),
     grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds a stopped step gets before SIGKILL."),

@@ -45,7 +45,7 @@ def files(root) -> list[str]:
     (["--iter", "1", "--step", "eval"], "--step eval of iteration 1 needs its prune step, which is pending (run: "
                                         "tierctl run {root} --iter 1)"),
     (["--all", "--step", "prune"], "--step runs one step of one iteration: use it with --iter N, not --all"),
-    (["--iter", "1", "--launcher", "mpirun"], "--launcher mpirun: must be one of local, torchrun"),
+    (["--iter", "1", "--launcher", "mpirun"], "--launcher mpirun: must be one of local, torchrun, slurm"),
 ])
 def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, args, message):
     layout = make_campaign(tmp_path)

@@ -25,7 +25,7 @@ else:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 METHODS = ("progressive", "wanda-unstructured", "wanda-nm")
-LAUNCHERS = ("local", "torchrun")
+LAUNCHERS = ("local", "torchrun", "slurm")
 STRATEGIES = ("single", "ddp", "fsdp2")
 OFFLOADS = ("auto", "never", "layers")
 ALLOCATIONS = ("uniform", "owl")
@@ -90,7 +90,7 @@ class FinetuneConfig:
 
 @dataclass
 class RunConfig:
-    launcher: str = "local"  # local | torchrun (fine-tune step only)
+    launcher: str = "local"  # local | torchrun | slurm (fine-tune step only)
     nproc: int = 1
     strategy: str = "ddp"  # ddp | fsdp2 (under torchrun or slurm)
     # Guardrail: halt when an iteration's ppl exceeds this ratio x the previous iteration's (0 = off).

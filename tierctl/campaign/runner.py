@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
@@ -41,6 +42,7 @@ from tierctl.campaign.procs import process_groups, signal_groups
 from tierctl.campaign.resume import resume_point, run_command
 from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
 from tierctl.core.events import Event, parse_line
+from tierctl.errors import BadInput
 
 GRACE_S = 10.0  # seconds between SIGTERM and SIGKILL when stopping a step
 
@@ -100,8 +102,11 @@ class StepRunner:
 
     def __init__(self, layout: CampaignLayout, lock_fd: int | None = None, launcher: str = "local",
                  nproc: int = 1, on_event: OnEvent | None = None, grace: float = GRACE_S,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, slurm: Any = None, executor: Any = None) -> None:
         self.layout = layout
+        self.slurm = slurm  # [slurm] of campaign.toml, for launcher "slurm"
+        self.executor = executor  # a submitit executor to use instead of Slurm's (launcher "slurm")
+        self.job: Any = None  # the submitit job of a running launcher-"slurm" fine-tune
         self.lock_fd = lock_fd
         self.launcher = launcher
         self.nproc = nproc
@@ -119,6 +124,8 @@ class StepRunner:
         return self._proc.pid if self._proc is not None else None
 
     def run(self, iteration: int, step: str) -> StepResult:
+        if step == "finetune" and self.launcher == "slurm":
+            return self._run_job(iteration, step)
         argv = step_argv(self.layout, iteration, step, self.launcher, self.nproc)
         log_path = self.layout.step_log(iteration, step)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +169,25 @@ class StepRunner:
                     self._killer = None
         return StepResult(iteration, step, returncode, end, log_path, self.stopping,
                           _last_line(log_path, start))
+
+    def _run_job(self, iteration: int, step: str) -> StepResult:
+        """The fine-tune as a submitit job of nodes x gpus_per_node tasks (tierctl.campaign.slurm_finetune)."""
+        from tierctl.campaign.config import SlurmConfig
+        from tierctl.campaign.slurm import slurm_executor
+        from tierctl.campaign.slurm_finetune import run_finetune_job, tasks_per_node
+
+        table = self.slurm or SlurmConfig()
+        executor = self.executor or slurm_executor(self.layout.root / ".submitit", table, tasks_per_node(table),
+                                                   f"tierctl-{self.layout.name}-iter{iteration}")
+        log_path = self.layout.step_log(iteration, step)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {step} of iteration {iteration} as a submitit "
+                      f"job\n".encode())
+            log.flush()
+            start = log.tell()
+            returncode, end = run_finetune_job(self, iteration, executor, log)
+        return StepResult(iteration, step, returncode, end, log_path, self.stopping, _last_line(log_path, start))
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """Stop the running step (SIGTERM to its process groups, SIGKILL after the grace period).
@@ -231,6 +257,16 @@ def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tupl
         check_text_source(config.data.eval, f"{layout.config}: [data] eval")
 
 
+def check_launcher(launcher: str, plan: list[tuple[int, str]], executor: Any = None) -> None:
+    """Launcher "slurm" needs Slurm on this machine for a fine-tune to submit (refused before any write)."""
+    import shutil
+
+    if launcher == "slurm" and executor is None and any(step == "finetune" for _, step in plan) \
+            and shutil.which("srun") is None:
+        raise BadInput("[run] launcher slurm: no Slurm on this machine (srun not found); use local or torchrun, "
+                       "or run tierctl where sbatch works")
+
+
 def _resume_note(layout: CampaignLayout, plan: list[tuple[int, str]]) -> str:
     """`iteration 1: the fine-tune resumes from its checkpoint at step 450 of 677; ` for the first step
     of the plan that is not done (empty when every step of the plan is done)."""
@@ -243,7 +279,7 @@ def _resume_note(layout: CampaignLayout, plan: list[tuple[int, str]]) -> str:
 def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
                  nproc: int | None = None, on_event: OnEvent | None = None, on_step: OnStep | None = None,
                  grace: float = GRACE_S, handle_signals: bool = True, wait: bool = False,
-                 on_wait: Callable[[Holder], None] | None = None) -> RunOutcome:
+                 on_wait: Callable[[Holder], None] | None = None, executor: Any = None) -> RunOutcome:
     """Run the steps `request` asks for, holding the campaign lock. BadInput (exit 2) before any write.
 
     Order: campaign.toml and schedule are read and the request is planned *before* the lock is taken,
@@ -255,6 +291,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
 
     A held campaign is refused naming its live holder (LockHeld), or with `wait` waited for
     (`on_wait(holder)` at every look) and then planned afresh: what the holder finished is not redone.
+
+    Launcher "slurm" submits the fine-tune through submitit: to Slurm, or to `executor` when given.
     """
     config = load_config(layout.config)
     schedule = load_campaign_schedule(layout)
@@ -269,6 +307,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         if status.halt is not None and (request.all or any(n > status.halt.iteration for n, _ in plan)):
             return RunOutcome(EXIT_HALTED, halted_message(layout, status.halt), [], [])
         check_inputs(layout, config, plan)
+        check_launcher(launcher or config.run.launcher, plan, executor)
         try:
             lock = CampaignLock(layout.lock).acquire()
         except LockHeld as e:  # taken between our look and our try
@@ -278,7 +317,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         break
 
     runner = StepRunner(layout, lock.fd, launcher or config.run.launcher, nproc or config.run.nproc,
-                        on_event, grace)
+                        on_event, grace, slurm=config.slurm, executor=executor)
     old_handlers = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
