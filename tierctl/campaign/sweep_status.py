@@ -17,6 +17,7 @@ from tierctl.campaign.sweep import Sweep, points, read_jobs
 from tierctl.errors import TierctlError
 
 STATES = ("pending", "running", "done", "failed", "halted")
+INTERRUPTED = "interrupted"  # a step stopped by a signal or killed (resumable), as the campaign state names it
 FINISHED = ("done", "halted")
 SLURM_QUEUED = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED")
 
@@ -61,7 +62,8 @@ def point_status(sweep: Sweep, name: str, job: dict[str, Any] | None = None, val
             out.iteration, out.sparsity, out.ppl = it.iteration, it.sparsity, it.ppl
     halt = getattr(st, "halt", None)
     errors = [(it.iteration, step, err) for it in st.iterations for step, err in it.errors.items()
-              if it.steps[step] == FAILED]
+              if it.steps[step] in (FAILED, INTERRUPTED)]
+    stopped = [e for e in errors if e[2].startswith("interrupted")]  # killed or cancelled: resumable
     slurm = job_state(sweep.submitit_dir, str(job.get("executor", "")), out.job_id)
     if st.holder is not None:
         out.state, out.reason = "running", getattr(st.holder, "where", str(st.holder))
@@ -73,6 +75,9 @@ def point_status(sweep: Sweep, name: str, job: dict[str, Any] | None = None, val
         out.state, out.reason = "pending", f"slurm {slurm}"
     elif slurm == "RUNNING":
         out.state, out.reason = "running", "slurm RUNNING"
+    elif stopped and len(stopped) == len(errors):
+        n, step, _ = stopped[0]
+        out.state, out.reason = "pending", f"stopped in iteration {n} {step}; the next sweep resumes it"
     elif errors:
         n, step, err = errors[0]
         out.state, out.reason = "failed", f"iteration {n} {step}: {err}"
