@@ -47,7 +47,7 @@ def test_a_row_is_locked_once_a_step_ran_and_its_epochs_stay_open_until_the_fine
                              ("pending", "pending", "pending")))
     assert sorted(locks) == [1, 2, 3]
     assert locks[1].open_columns == frozenset()
-    assert locks[2].open_columns == frozenset({"epochs"})
+    assert locks[2].open_columns == frozenset({"epochs", "lr", "tokens_per_epoch"})  # what the fine-tune reads
     assert locks[3].open_columns == frozenset()
     assert "iteration 3 is being run (prune running)" in locks[3].reason
 
@@ -92,3 +92,21 @@ def test_removing_the_only_row_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "schedule.csv"
     d = ScheduleDraft(parse_schedule(SPEC_SCHEDULE_CSV.splitlines()[0] + "\n1,0.9,0.1,0,0.1,0,1\n"), path)
     assert d.remove_row(1) == "a schedule needs at least one iteration"
+
+
+KNOB_CSV = "iteration,dense,mid_2_4,topk,epochs,lr\n1,0.9,0.1,0.0,1,\n2,0.8,0.1,0.1,1,3e-4\n"
+
+
+def test_a_schedule_with_an_lr_column_is_shown_and_edited_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.csv"
+    path.write_text(KNOB_CSV)
+    d = ScheduleDraft(load_schedule(path), path)
+    assert d.knobs == ("lr",)
+
+    assert d.edit(1, "lr", "1e-3") is None
+    assert d.edit(2, "lr", "-") is None  # "-", as the table shows it: the campaign.toml value
+    assert d.refusal(1, "lr", "0") == "lr: 0 must be > 0 (a peak learning rate; leave it blank for the " \
+                                      "campaign.toml value)"
+    assert d.refusal(1, "tokens_per_epoch", "512").startswith("tokens_per_epoch: not a column of this schedule")
+    d.save()
+    assert [(r.lr, r.tokens_per_epoch) for r in load_schedule(path).rows] == [(1e-3, None), (None, None)]

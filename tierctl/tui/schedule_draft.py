@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.core.schedule import CellError, Schedule, ScheduleRow, project, save_schedule, validate_rows
+from tierctl.core.schedule_knobs import KNOBS, format_knob, parse_knob
+from tierctl.core.schedule_knobs import MEANING as KNOB_MEANING
 from tierctl.errors import BadInput
 
 FRACTIONS = ("dense", "mid_2_4", "topk", "dense_to_2_4", "mid_2_4_to_topk")
@@ -35,6 +37,7 @@ MEANING = {
     "dense_to_2_4": "fraction of all blocks moved DENSE -> 2:4 in this iteration",
     "mid_2_4_to_topk": "fraction of all blocks moved 2:4 -> TOPK in this iteration",
     "epochs": "fine-tune epochs after pruning (0 skips the fine-tune)",
+    **KNOB_MEANING,
 }
 
 
@@ -58,14 +61,14 @@ def row_locks(status: Any) -> dict[int, RowLock]:
         ran = [f"{s} {st.get(s)}" for s in ("prune", "finetune", "eval") if st.get(s) in ("done", "running")]
         if not ran:
             continue
-        open_cols = frozenset({"epochs"}) if st.get("prune") == "done" and st.get("finetune") in (
+        open_cols = frozenset({"epochs", *KNOBS}) if st.get("prune") == "done" and st.get("finetune") in (
             "pending", "failed") else frozenset()
         running = any(st.get(s) == "running" for s in ("prune", "finetune", "eval"))
         did = "is being run" if running else "already ran"
         reason = (f"iteration {it.iteration} {did} ({', '.join(ran)}): its files are made with this row, so "
                   "changing it would make the campaign lie. Add an iteration (n) to change what follows.")
         if open_cols:
-            reason += " (Its epochs can still change: the fine-tune has not used them yet.)"
+            reason += " (Its epochs, lr and tokens_per_epoch can still change: the fine-tune has not used them yet.)"
         out[it.iteration] = RowLock(reason, open_cols)
     return out
 
@@ -73,6 +76,9 @@ def row_locks(status: Any) -> dict[int, RowLock]:
 def check_cell(column: str, text: str) -> tuple[float | int | None, str | None]:
     """(value, None) when `text` can stand in `column` at all, else (None, reason)."""
     s = text.strip()
+    if column in KNOBS:  # blank (or the table's "-") = the campaign.toml value
+        value, why = parse_knob(column, "" if s == "-" else s)
+        return (None, f"{column}: {why}") if why else (value, None)
     if column == "epochs":
         try:
             v = float(s)
@@ -92,7 +98,9 @@ def check_cell(column: str, text: str) -> tuple[float | int | None, str | None]:
     return v, None
 
 
-def format_cell(column: str, value: float | int) -> str:
+def format_cell(column: str, value: float | int | None) -> str:
+    if column in KNOBS:
+        return format_knob(column, value) or "-"
     if column == "epochs":
         return str(int(value))
     v = float(value)
@@ -107,6 +115,7 @@ class ScheduleDraft:
         self.path = Path(path)
         self.block_size, self.k = block_size, k
         self.rows: list[ScheduleRow] = [dataclasses.replace(r) for r in schedule.rows]
+        self.knobs: tuple[str, ...] = schedule.knobs  # the knob columns the file sets: shown and editable
         self.locked: dict[int, RowLock] = dict(locked or {})
         self.dirty = False
         self.errors: list[CellError] = []
@@ -159,6 +168,8 @@ class ScheduleDraft:
             return lock
         if column == "iteration":
             return "iteration numbers follow the row order: add or remove rows instead"
+        if column in KNOBS and column not in self.knobs:
+            return f"{column}: not a column of this schedule (add it to schedule.csv to set it per iteration)"
         return check_cell(column, text)[1]
 
     def add_row(self) -> ScheduleRow:

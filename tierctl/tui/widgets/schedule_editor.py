@@ -13,8 +13,9 @@ from textual.widgets import DataTable, Static
 from tierctl.tui.schedule_draft import COLUMNS, MEANING, ScheduleDraft, format_cell
 
 HEADERS = {"iteration": "iter", "dense": "dense", "mid_2_4": "2:4", "topk": "top-k", "dense_to_2_4": "d→2:4",
-           "mid_2_4_to_topk": "2:4→tk", "epochs": "ep", "sparsity": "sparsity", "state": "state"}
-KEYS = ("iteration", *COLUMNS, "sparsity", "state")
+           "mid_2_4_to_topk": "2:4→tk", "epochs": "ep", "lr": "lr", "tokens_per_epoch": "tok/ep",
+           "sparsity": "sparsity", "state": "state"}
+KEYS = ("iteration", *COLUMNS, "sparsity", "state")  # plus the draft's knob columns after epochs
 INVALID = "bold #ffffff on #b71c1c"
 LOCKED = "#8a8a8a"
 
@@ -35,6 +36,7 @@ class ScheduleEditor(Vertical):
         self.states: dict[int, str] = {}  # iteration -> short state for the last column
         self.problem: str | None = None  # the schedule could not be loaded at all
         self.note: str = ""  # the outcome of the last action (saved, refused, ...)
+        self.keys: tuple[str, ...] = KEYS  # the table's columns: KEYS with the draft's knob columns
 
     def compose(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="schedule-table", cursor_type="cell", zebra_stripes=True)
@@ -49,6 +51,12 @@ class ScheduleEditor(Vertical):
 
     def load(self, draft: ScheduleDraft | None, states: dict[int, str], problem: str | None = None) -> None:
         self.draft, self.states, self.problem = draft, states, problem
+        keys = ("iteration", *COLUMNS, *(draft.knobs if draft is not None else ()), "sparsity", "state")
+        if keys != self.keys:  # a schedule with lr / tokens_per_epoch columns shows them after epochs
+            self.keys = keys
+            self.table.clear(columns=True)
+            for key in keys:
+                self.table.add_column(HEADERS[key], key=key)
         self.redraw()
 
     def cursor_cell(self) -> tuple[int, str] | None:
@@ -57,7 +65,7 @@ class ScheduleEditor(Vertical):
             return None
         row, col = self.table.cursor_coordinate
         row = min(row, len(self.draft.rows) - 1)
-        return self.draft.rows[row].iteration, KEYS[min(col, len(KEYS) - 1)]
+        return self.draft.rows[row].iteration, self.keys[min(col, len(self.keys) - 1)]
 
     def redraw(self) -> None:
         table = self.table
@@ -76,7 +84,7 @@ class ScheduleEditor(Vertical):
         assert draft is not None
         locked = draft.lock_reason(row.iteration) is not None
         out = [Text(str(row.iteration), style="bold" if not locked else LOCKED, justify="right")]
-        for col in COLUMNS:
+        for col in (*COLUMNS, *draft.knobs):
             text = Text(format_cell(col, getattr(row, col)), justify="right")
             if draft.errors_at(row.iteration, col):
                 text.stylize(INVALID)
@@ -105,8 +113,9 @@ class ScheduleEditor(Vertical):
         cursor_errors: list[str] = []
         if where is not None:
             iteration, column = where
-            cursor_errors = draft.errors_at(iteration, column) if column in COLUMNS else []
-            lock = draft.lock_reason(iteration, column if column in COLUMNS else None)
+            editable = (*COLUMNS, *draft.knobs)
+            cursor_errors = draft.errors_at(iteration, column) if column in editable else []
+            lock = draft.lock_reason(iteration, column if column in editable else None)
             if cursor_errors:
                 out.append(f"✗ iteration {iteration} {column}: ", style="bold #ef5350")
                 out.append("; ".join(cursor_errors))
@@ -147,4 +156,4 @@ class ScheduleEditor(Vertical):
     def _at(self, coord: Coordinate) -> tuple[int, str] | None:
         if self.draft is None or coord.row >= len(self.draft.rows):
             return None
-        return self.draft.rows[coord.row].iteration, KEYS[coord.column]
+        return self.draft.rows[coord.row].iteration, self.keys[coord.column]
