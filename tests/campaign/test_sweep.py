@@ -142,3 +142,17 @@ def test_a_2x2_local_sweep_runs_resumes_a_killed_campaign_and_then_submits_nothi
     third = sweep_cli(path)
     assert third.returncode == 0 and "nothing to submit" in third.stdout
     assert (grid / "jobs.json").read_bytes() == jobs
+
+
+def test_report_takes_a_sweep_like_the_list_of_its_campaigns(tmp_path: Path) -> None:
+    from tests.cli.campaign_fixtures import write_campaign
+
+    path = write_sweep(tmp_path)
+    for name in ("schedule-a_lr-0.0001", "schedule-b_lr-0.001"):  # two points have results, two never ran
+        write_campaign(tmp_path / "grid", name=name)
+
+    out = CliRunner().invoke(app, ["report", str(path), "--out", str(tmp_path / "report")])
+
+    assert out.exit_code == 0, out.output
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "<h2>schedule-a_lr-0.0001</h2>" in html and "<h2>schedule-b_lr-0.001</h2>" in html
