@@ -28,7 +28,7 @@ def test_to_json_has_exactly_the_keys_of_spec_section_7(tmp_path):
     layout = make_campaign(tmp_path)
     prune_done(layout, 1)
     js = campaign_status(layout).to_json()
-    assert set(js) == {"campaign", "iterations", "halted"}  # halted: SPEC section 9, the guardrail
+    assert set(js) == {"campaign", "iterations", "halted"}  # halted: the guardrail (docs/cli.md)
     assert js["campaign"] == "camp"
     assert js["iterations"][0] == {
         "iteration": 1, "steps": {"prune": "done", "finetune": "pending", "eval": "pending"},
