@@ -426,8 +426,9 @@ def sigterm_pending(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_after_a_kill_9_of_the_runner_run_wait_waits_for_its_orphaned_fine_tune_then_ends_the_same(smoke_run,
-                                                                                                    tmp_path):
+def test_orphaned_fine_tunes_cancelled_or_waited_for_end_as_an_uninterrupted_run(smoke_run, tmp_path):
+    """Two kill -9s of the runner during the fine-tune: the first orphan is cancelled (and the run resumed),
+    the second waited for by `run --all --wait`; the campaign ends as an uninterrupted one."""
     reference, _ = smoke_run
     layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
     runner, step = orphan_during_finetune(layout)
@@ -436,32 +437,12 @@ def test_after_a_kill_9_of_the_runner_run_wait_waits_for_its_orphaned_fine_tune_
     assert (refused.returncode, refused.stderr) == (2, f"tierctl: {layout.root}: campaign is held by {orphan}; wait "
                                                        f"for it with --wait, or stop it with: tierctl cancel "
                                                        f"{layout.root}\n")
-    it = json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][0]
-    assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", step, True)
 
-    waiting = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--wait"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    assert waiting.stderr.readline() == f"waiting for {orphan}\n"
-    os.killpg(step, signal.SIGCONT)
-    out, err = waiting.communicate(timeout=600)
-    assert (waiting.returncode, err) == (0, "")
-    events = [json.loads(line) for line in out.splitlines()]
-    assert [(e["step"], e["event"]) for e in events if e["event"] in ("start", "end")] == [("eval", "start"),
-                                                                                           ("eval", "end")]
-    assert_same_outputs(reference, layout, 1)
-
-
-@pytest.mark.slow
-def test_after_a_kill_9_of_the_runner_cancel_stops_its_orphaned_fine_tune_and_run_resumes_the_same(smoke_run,
-                                                                                                   tmp_path):
-    reference, _ = smoke_run
-    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
-    runner, step = orphan_during_finetune(layout)
-    orphan = orphan_phrase(layout, runner, step)
+    # (b) cancel stops the orphan: SIGTERM (pending while it is stopped), then it goes on and ends "interrupted".
     cancelling = subprocess.Popen([sys.executable, "-m", "tierctl", "cancel", str(layout.root), "--wait"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 60
-    while not sigterm_pending(step):  # (it is stopped: the SIGTERM waits until it goes on)
+    while not sigterm_pending(step):
         assert time.monotonic() < deadline and cancelling.poll() is None
         time.sleep(0.05)
     os.killpg(step, signal.SIGCONT)
@@ -473,6 +454,18 @@ def test_after_a_kill_9_of_the_runner_cancel_stops_its_orphaned_fine_tune_and_ru
     ends = [e for e in read_events(layout.events(1)) if e.step == "finetune" and e.event == "end"]
     assert [(e.get("status"), e.get("error")) for e in ends] == [("failed", "interrupted")]
 
-    resumed = tierctl("run", str(layout.root), "--all")
-    assert resumed.returncode == 0, resumed.stderr
+    # (a) the resumed run is killed too; `run --all --wait` waits for its orphan, then runs the eval.
+    runner, step = orphan_during_finetune(layout)
+    orphan = orphan_phrase(layout, runner, step)
+    it = json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][0]
+    assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", step, True)
+    waiting = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--wait"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert waiting.stderr.readline() == f"waiting for {orphan}\n"
+    os.killpg(step, signal.SIGCONT)
+    out, err = waiting.communicate(timeout=600)
+    assert (waiting.returncode, err) == (0, "")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["step"], e["event"]) for e in events if e["event"] in ("start", "end")] == [("eval", "start"),
+                                                                                           ("eval", "end")]
     assert_same_outputs(reference, layout, 1)
