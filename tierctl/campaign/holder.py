@@ -51,7 +51,7 @@ class Holder:
         host = self.record.host
         return f"pid {self.pid} on {host}" if host else f"pid {self.pid}"
 
-    def doing(self, running: tuple[int, str] | None = None) -> str:
+    def doing(self, running: tuple[int, str] | None = None, progress: bool = True) -> str:
         """`iteration 1 finetune, 3/8 steps`, `between steps`, or `an unknown step`.
 
         `running`: the (iteration, step) the events say runs, for a lock file that names no step.
@@ -60,16 +60,16 @@ class Holder:
             if running is not None:
                 return "iteration {} {}".format(*running)
             return "between steps" if self.runner_alive else "an unknown step"
-        progress = f", {self.progress}" if self.progress else ""
+        progress = f", {self.progress}" if self.progress and progress else ""
         return f"iteration {self.step.iteration} {self.step.step}{progress}"
 
     def status_line(self, running: tuple[int, str] | None = None) -> str:
-        """`running: iteration 1 finetune, 3/8 steps (pid 7 on host)`, and `running (orphaned: its runner
-        died): ...` for an orphaned step. `running`: see doing()."""
+        """`running: iteration 1 finetune (pid 7 on host)`, and `running (orphaned: its runner died): ...`
+        for an orphaned step (`status` shows the progress on a line of its own). `running`: see doing()."""
         if not self.runner_alive and self.step is None:
             return f"running: {self.describe()}"
         state = "running (orphaned: its runner died)" if self.orphaned else "running"
-        return f"{state}: {self.doing(running)} ({self.where})"
+        return f"{state}: {self.doing(running, progress=False)} ({self.where})"
 
     def describe(self) -> str:
         """One phrase naming the live holder and what it does, for messages."""
@@ -82,9 +82,9 @@ class Holder:
         return f"{self.where} ({self.doing()})"
 
 
-def last_progress(events: Path, iteration: int, step: str) -> str | None:
-    """`3/8 steps, 0:42 left` (`ppl_pruned 8/44 windows` for a phase other than the step's own) from the
-    newest progress event of `step`, if it came after the step's last start."""
+def last_progress_event(events: Path, iteration: int, step: str) -> Event | None:
+    """The newest `progress` event of `step`, if it came after the step's last start (bounded read of the
+    file's tail: a reader polling a long fine-tune's events must not read them all each time)."""
     try:
         with open(events, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -93,19 +93,28 @@ def last_progress(events: Path, iteration: int, step: str) -> str | None:
     except OSError:
         return None
     for line in reversed(lines):
-        e: Event | None = parse_line(line)
+        e = parse_line(line)
         if e is None or e.step != step or e.iter != iteration:
             continue
         if e.event == "start":
             return None
-        if e.event == "progress" and e.get("total"):
-            phase = e.get("phase")
-            what = f"{phase} " if phase and phase != step else ""  # e.g. the prune step measuring ppl_pruned
-            unit = f" {e.get('unit')}" if e.get("unit") else ""
-            eta = e.get("eta_s")
-            left = f", {format_duration(eta)} left" if isinstance(eta, (int, float)) else ""
-            return f"{what}{e.get('done')}/{e.get('total')}{unit}{left}"
+        if e.event == "progress":
+            return e
     return None
+
+
+def last_progress(events: Path, iteration: int, step: str) -> str | None:
+    """`3/8 steps, 0:42 left` (`ppl_pruned 8/44 windows` for a phase other than the step's own): the
+    step's newest progress event in a few words, for one-line messages."""
+    e = last_progress_event(events, iteration, step)
+    if e is None or not e.get("total"):
+        return None
+    phase = e.get("phase")
+    what = f"{phase} " if phase and phase != step else ""  # e.g. the prune step measuring ppl_pruned
+    unit = f" {e.get('unit')}" if e.get("unit") else ""
+    eta = e.get("eta_s")
+    left = f", {format_duration(eta)} left" if isinstance(eta, (int, float)) else ""
+    return f"{what}{e.get('done')}/{e.get('total')}{unit}{left}"
 
 
 def campaign_holder(layout: CampaignLayout, progress: bool = True) -> Holder | None:

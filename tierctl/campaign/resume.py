@@ -13,6 +13,7 @@ import json
 import shlex
 from dataclasses import dataclass
 
+from tierctl.campaign.holder import last_progress_event
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.plan import RunRequest
 
@@ -61,17 +62,8 @@ def run_command(layout: CampaignLayout, request: RunRequest) -> str:
 def last_progress(layout: CampaignLayout, n: int, step: str) -> tuple[float, dict] | None:
     """(its time, its fields) of the last `progress` event of `step` in iteration n since that step's
     last start; None when it has reported none."""
-    from tierctl.core.events import read_events
-
-    last = None
-    for e in read_events(layout.events(n)):
-        if e.step != step:
-            continue
-        if e.event == "start":
-            last = None
-        elif e.event == "progress":
-            last = (e.t, dict(e.data))
-    return last
+    e = last_progress_event(layout.events(n), n, step)
+    return None if e is None else (e.t, dict(e.data))
 
 
 def progress_line(layout: CampaignLayout, n: int, step: str, now: float) -> str | None:
