@@ -156,3 +156,25 @@ def test_report_takes_a_sweep_like_the_list_of_its_campaigns(tmp_path: Path) -> 
     assert out.exit_code == 0, out.output
     html = (tmp_path / "report" / "index.html").read_text()
     assert "<h2>schedule-a_lr-0.0001</h2>" in html and "<h2>schedule-b_lr-0.001</h2>" in html
+
+
+@pytest.mark.slow
+def test_sweep_cancel_stops_a_local_sweep_and_its_running_campaign(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID.replace("max_parallel = 2", "max_parallel = 1"))
+    grid = tmp_path / "grid"
+    sweep = subprocess.Popen([sys.executable, "-m", "tierctl", "sweep", str(path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(grid.glob("*/iter1/events.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+        cancel = sweep_cli(path, "cancel")
+
+        assert cancel.returncode == 0 and "stopped the sweep's scheduler" in cancel.stdout
+        assert sweep.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        kill_all(sweep.pid)
+    doc = json.loads(sweep_cli(path, "status", "--json").stdout)
+    assert [c["state"] for c in doc["campaigns"]] == ["pending"] * 4  # the first one stopped, resumable
+    assert list(json.loads((grid / "jobs.json").read_text())["jobs"]) == ["schedule-a_lr-0.0001"]

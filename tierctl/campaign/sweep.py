@@ -394,10 +394,20 @@ def _wait(job: Any, timeout: float) -> None:
 
 
 def cancel_sweep(sweep: Sweep, on_line: OnLine = print) -> int:
-    """Cancel the recorded jobs of the sweep through submitit. Returns how many were reached."""
+    """Stop a local sweep's scheduler (so it submits nothing more; it cancels its jobs), and cancel the
+    recorded jobs through submitit (scancel on Slurm). Returns how many were reached."""
+    import os
+    import signal
+
+    from tierctl.campaign.lock import read_lock
     from tierctl.campaign.slurm import cancel_job
 
     reached = 0
+    record = read_lock(sweep.dir / ".lock")
+    if record is not None and record.runner is not None and record.holds(record.runner):
+        os.kill(record.runner.pid, signal.SIGTERM)  # `tierctl sweep` itself: it cancels its running jobs
+        reached += 1
+        on_line(f"stopped the sweep's scheduler (pid {record.runner.pid})")
     for name, job in read_jobs(sweep).items():
         if cancel_job(sweep.submitit_dir, job.get("executor", ""), job.get("job_id", "")):
             reached += 1
