@@ -608,7 +608,7 @@ def sweep(
     args: list[str] = typer.Argument(..., metavar="[status|cancel] SWEEP.toml",
                                      help="SWEEP.toml runs the sweep; 'status SWEEP.toml' shows it; "
                                           "'cancel SWEEP.toml' cancels its jobs."),
-    executor: str = typer.Option(None, "--executor", help="local or slurm (default: [sweep] executor)."),
+    executor: str = typer.Option(None, "--executor", help="local or slurm (default: \\[sweep] executor)."),
     json_: bool = typer.Option(False, "--json", help="status: print JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Create nothing, submit nothing: list the points "
                                  "(and print the sbatch script of a Slurm sweep)."),
