@@ -69,9 +69,15 @@ def direct_ratios(model: torch.nn.Module, ids: torch.Tensor, m: float) -> list[f
     return out
 
 
+@pytest.fixture(scope="module")
+def unpruned() -> torch.nn.Module:
+    """tiny-llama as loaded; the tests that share it never prune it (one checks exactly that)."""
+    return load_model("tiny-llama", device="cpu")[0]
+
+
 @pytest.mark.parametrize("m", [2.0, 5.0])
-def test_outlier_ratio_of_every_layer_matches_a_direct_count(m: float):
-    model, _ = load_model("tiny-llama", device="cpu")
+def test_outlier_ratio_of_every_layer_matches_a_direct_count(unpruned: torch.nn.Module, m: float):
+    model = unpruned
     got = outlier_ratios(model, windows(), m, batch_size=4)
     want = direct_ratios(model, windows(), m)
     assert len(got) == model.config.num_hidden_layers
@@ -81,8 +87,8 @@ def test_outlier_ratio_of_every_layer_matches_a_direct_count(m: float):
         assert abs(g - w) <= 1 / n  # at most one entry on the other side of the threshold (float rounding)
 
 
-def test_the_ratios_pass_prunes_nothing():
-    model, _ = load_model("tiny-llama", device="cpu")
+def test_the_ratios_pass_prunes_nothing(unpruned: torch.nn.Module):
+    model = unpruned
     before = {n: lin.weight.clone() for n, lin in prunable_linears(model).items()}
     outlier_ratios(model, windows(), 5.0)
     for name, lin in prunable_linears(model).items():
