@@ -113,6 +113,9 @@ def allocate(ctx: StepContext, model: Any, windows: Any, prev: dict[str, Any] | 
     if p.method == PROGRESSIVE:
         alloc = progressive_targets(matrix_blocks(model, prev, cfg.tiers.block_size), ratios, ctx.row.dense,
                                     ctx.row.topk, p.owl_lambda)
+        dense = [layer["dense"] for layer in alloc.layers]
+        ctx.sink.log(f"owl: dense {min(dense):.3f}..{max(dense):.3f} per layer (row {ctx.row.dense:g}); model-wide "
+                     f"blocks off the uniform allocation: {alloc.blocks_off}")
         return {"targets": alloc.targets}, {**record, "layers": alloc.layers, "blocks_off": alloc.blocks_off}
     per_layer = unstructured_sparsities(layer_weights(model), ratios, p.sparsity, p.owl_lambda)
     sparsities = {name: per_layer[layer_index(name, prefix)] for name in prunable_linears(model)}
