@@ -24,7 +24,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--m", type=float, default=5.0)
     p.add_argument("--lam", type=float, default=0.08)
+    p.add_argument("--only", choices=("progressive", "wanda"), default=None, help="run one half of the rows")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # on a crowded machine, spinning OpenMP workers waste most of the CPU
 
     from tierctl.lm.allocation import (
         layer_index,
@@ -49,8 +55,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     ratios = outlier_ratios(model, calib, args.m, args.batch_size)
-    print(f"outlier ratios ({time.perf_counter() - t0:.1f} s): " + " ".join(f"{r:.4f}" for r in ratios))
-    print(f"dense ppl: {perplexity(model, evalw, args.batch_size):.3f}")
+    print(f"outlier ratios ({time.perf_counter() - t0:.1f} s): " + " ".join(f"{r:.4f}" for r in ratios), flush=True)
+    print(f"dense ppl: {perplexity(model, evalw, args.batch_size):.3f}", flush=True)
     print("| setting | uniform ppl | owl ppl | sparsity (both) | owl layers' range |")
     print("| --- | --- | --- | --- | --- |")
 
@@ -79,6 +85,8 @@ def main() -> None:
              ("progressive 15/45/40", lambda owl: progressive(0.15, 0.40, owl)),
              ("wanda-unstructured 50%", lambda owl: unstructured(0.5, owl)),
              ("wanda-unstructured 70%", lambda owl: unstructured(0.7, owl))]
+    if args.only is not None:
+        cases = [c for c in cases if c[0].startswith(args.only)]
     for name, run in cases:
         t0 = time.perf_counter()
         u_ppl, u_sp, _ = run(False)
