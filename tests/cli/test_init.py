@@ -89,7 +89,7 @@ def test_an_existing_campaign_is_refused_and_left_alone(tmp_path):
                                        "(name or org/name)"),
     (["x", "--calib", "text:/no/such/file"], "tierctl: --calib text:/no/such/file: no such file"),
     (["x", "--eval", "imdb"], "tierctl: --eval imdb: unknown text source (use pydoc, text:PATH, wikitext2, c4, ptb)"),
-    (["x", "--nsamples", "0"], "tierctl: --nsamples: must be >= 1, got 0"),
+    (["x", "--nsamples", "0"], "tierctl: --nsamples: must be in 1..65536, got 0"),
     (["x", "--block-size", "6"], "tierctl: --block-size: must be a multiple of 4 (2:4 groups), got 6"),
     (["x", "--topk", "300"], "tierctl: --topk: must be in 1..256, got 300"),
     (["x", "--device", "tpu"], "tierctl: --device: must be one of auto, cpu, cuda, got 'tpu'"),

@@ -8,6 +8,7 @@ to a default. No torch here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,42 +154,67 @@ def _check(path: Path, cond: bool, where: str, msg: str) -> None:
         raise BadInput(f"{path}: {where} {msg}")
 
 
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds alike accept 0 .. 2**32 - 1
+# (table, key) -> (lowest, highest) allowed, both inclusive; a float key is also refused when not finite.
+# The maxima are sane bounds, not hardware limits: far above any real campaign, far below an overflow
+# (an int64 tensor size, an allocation of 2**70 windows) or a value that is surely a typo.
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("data", "nsamples"): (1, 65536), ("data", "seqlen"): (1, 8192), ("data", "batch_size"): (1, 4096),
+    ("data", "eval_windows"): (0, 10**7), ("data", "seed"): (0, SEED_MAX),
+    ("tiers", "block_size"): (4, 4096), ("tiers", "topk_per_block"): (1, 4096**2),
+    ("prune", "n"): (1, 1024), ("prune", "m"): (2, 1024),
+    ("finetune", "lr"): (1e-12, 1.0), ("finetune", "batch_size"): (1, 4096), ("finetune", "grad_accum"): (1, 65536),
+    ("finetune", "seqlen"): (1, 8192), ("finetune", "tokens_per_epoch"): (0, 10**13),
+    ("finetune", "weight_decay"): (0.0, 10.0), ("finetune", "max_grad_norm"): (0.0, 1e6),
+    ("finetune", "seed"): (0, SEED_MAX), ("finetune", "checkpoint_every"): (0, 10**9),
+    ("finetune", "checkpoint_minutes"): (0.0, 10**6), ("prune", "owl_m"): (1e-9, 1e6),
+    ("finetune", "log_every"): (1, 10**9), ("run", "nproc"): (1, 4096),
+}
+
+
+def _check_ranges(cfg: CampaignConfig, path: Path) -> None:
+    """Every number finite and within RANGES, refused naming [table] key and the allowed range."""
+    for table in SECTIONS:
+        section = getattr(cfg, table)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float):
+                _check(path, math.isfinite(value), f"[{table}] {f.name}", f"must be a finite number, got {value}")
+            bounds = RANGES.get((table, f.name))
+            if bounds is not None:
+                lo, hi = bounds
+                _check(path, lo <= value <= hi, f"[{table}] {f.name}", f"must be in {lo:g}..{hi:g}, got {value}")
+
+
 def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> CampaignConfig:
+    """Refuse (BadInput naming file, [table] and key) any value a step could not use.
+
+    What needs the model's shapes (a block size larger than every matrix, a window longer than the
+    model's positions) or the text (a window longer than it) is checked by the check step
+    (tierctl/steps/check.py), before a run takes the lock.
+    """
     m, d, t, p, f, r = cfg.model, cfg.data, cfg.tiers, cfg.prune, cfg.finetune, cfg.run
     _check(path, bool(m.name.strip()), "[model] name", "is empty")
     _check(path, m.device in DEVICES, "[model] device", f"must be one of {', '.join(DEVICES)}, got {m.device!r}")
     _check(path, m.dtype in DTYPES, "[model] dtype", f"must be one of {', '.join(DTYPES)}, got {m.dtype!r}")
     _check(path, m.offload in OFFLOADS, "[model] offload",
            f"must be one of {', '.join(OFFLOADS)}, got {m.offload!r}")
-    for key in ("nsamples", "seqlen", "batch_size"):
-        _check(path, getattr(d, key) >= 1, f"[data] {key}", f"must be >= 1, got {getattr(d, key)}")
-    _check(path, d.seqlen <= 8192, "[data] seqlen", f"must be <= 8192, got {d.seqlen}")
-    _check(path, d.eval_windows >= 0, "[data] eval_windows", f"must be >= 0, got {d.eval_windows}")
-    _check(path, t.block_size >= 4 and t.block_size % 4 == 0, "[tiers] block_size",
+    _check_ranges(cfg, path)
+    _check(path, t.block_size % 4 == 0, "[tiers] block_size",
            f"must be a multiple of 4 (2:4 groups), got {t.block_size}")
-    _check(path, 1 <= t.topk_per_block <= t.block_size**2, "[tiers] topk_per_block",
+    _check(path, t.topk_per_block <= t.block_size**2, "[tiers] topk_per_block",
            f"must be in 1..{t.block_size**2}, got {t.topk_per_block}")
     _check(path, p.method in METHODS, "[prune] method", f"must be one of {', '.join(METHODS)}, got {p.method!r}")
     _check(path, 0.0 <= p.sparsity < 1.0, "[prune] sparsity", f"must be in [0, 1), got {p.sparsity}")
-    _check(path, 1 <= p.n < p.m, "[prune] n", f"must satisfy 1 <= n < m, got n={p.n} m={p.m}")
+    _check(path, p.n < p.m, "[prune] n", f"must satisfy 1 <= n < m, got n={p.n} m={p.m}")
     _check(path, p.allocation in ALLOCATIONS, "[prune] allocation",
            f"must be one of {', '.join(ALLOCATIONS)}, got {p.allocation!r}")
     _check(path, p.allocation == "uniform" or p.method != "wanda-nm", "[prune] allocation",
            "owl applies to progressive and wanda-unstructured, not wanda-nm (its n:m is per group)")
     _check(path, p.owl_m > 0, "[prune] owl_m", f"must be > 0, got {p.owl_m}")
     _check(path, 0.0 <= p.owl_lambda <= 0.5, "[prune] owl_lambda", f"must be in [0, 0.5], got {p.owl_lambda}")
-    _check(path, f.lr > 0, "[finetune] lr", f"must be > 0, got {f.lr}")
-    for key in ("batch_size", "grad_accum", "seqlen"):
-        _check(path, getattr(f, key) >= 1, f"[finetune] {key}", f"must be >= 1, got {getattr(f, key)}")
-    _check(path, f.tokens_per_epoch >= 0, "[finetune] tokens_per_epoch", "must be >= 0")
-    _check(path, 0.0 <= f.warmup_ratio < 1.0, "[finetune] warmup_ratio", "must be in [0, 1)")
-    _check(path, f.max_grad_norm >= 0, "[finetune] max_grad_norm", "must be >= 0")
-    _check(path, f.checkpoint_every >= 0, "[finetune] checkpoint_every", f"must be >= 0, got {f.checkpoint_every}")
-    _check(path, f.checkpoint_minutes >= 0, "[finetune] checkpoint_minutes",
-           f"must be >= 0, got {f.checkpoint_minutes}")
-    _check(path, f.log_every >= 1, "[finetune] log_every", f"must be >= 1, got {f.log_every}")
+    _check(path, 0.0 <= f.warmup_ratio < 1.0, "[finetune] warmup_ratio", f"must be in [0, 1), got {f.warmup_ratio}")
     _check(path, r.launcher in LAUNCHERS, "[run] launcher", f"must be one of {', '.join(LAUNCHERS)}")
-    _check(path, r.nproc >= 1, "[run] nproc", f"must be >= 1, got {r.nproc}")
     _check(path, r.strategy in STRATEGIES, "[run] strategy", f"must be one of {', '.join(STRATEGIES)}")
     _check(path, r.max_ppl_ratio >= 0, "[run] max_ppl_ratio", f"must be >= 0 (0 = off), got {r.max_ppl_ratio}")
     check_slurm(cfg.slurm, path, "[slurm]")

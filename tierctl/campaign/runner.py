@@ -306,6 +306,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         plan = plan_run(layout, status, request)  # refuse bad requests before writing
         if status.halt is not None and (request.all or any(n > status.halt.iteration for n, _ in plan)):
             return RunOutcome(EXIT_HALTED, halted_message(layout, status.halt), [], [])
+        if not plan:  # all done: nothing to lock or write (so a finished campaign on a read-only disk answers too)
+            return RunOutcome(0, "", [], [])
         check_inputs(layout, config, plan)
         check_launcher(launcher or config.run.launcher, plan, executor)
         try:
@@ -342,9 +344,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             if runner.stopping:
                 where = f"{'after' if result.ok else ''} iteration {n} {step}".lstrip()
                 break
-            if not result.ok:
-                code = 2 if result.returncode == 2 else 1
-                return RunOutcome(code, f"iteration {n} {step} failed: {result.error} (log: {result.log})",
+            if not result.ok:  # a step that failed is exit 1, whatever its own code (bad input is refused earlier)
+                return RunOutcome(1, f"iteration {n} {step} failed: {result.error} (log: {result.log})",
                                   results, removed)
             if iteration_status(layout, n, lock_held=True).steps[step] != DONE:
                 return RunOutcome(1, f"iteration {n} {step} ended ok but its outputs are missing "
