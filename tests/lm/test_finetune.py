@@ -286,3 +286,15 @@ def test_progress_is_reported_from_the_first_optimizer_step(tmp_path: Path) -> N
     assert first["elapsed_s"] > 0 and first["eta_s"] > 0
     assert progress[-1].data["done"] == 5 and progress[-1].data["eta_s"] == 0
     assert progress[-1].data["tokens"] == 5 * 4 * 32
+
+
+def test_a_loss_that_becomes_nan_fails_at_the_optimizer_step_where_it_first_appears() -> None:
+    from tierctl.errors import StepFailed
+
+    model, _, _, keep = pruned_tiny()
+    with torch.no_grad():  # a non-finite weight makes the very first forward pass NaN
+        next(iter(prunable_linears(model).values())).weight[0, 0] = float("nan")
+    settings = FinetuneSettings(epochs=1, lr=1e-3, batch_size=1, seqlen=16, warmup_ratio=0.0, max_grad_norm=0.0)
+    with pytest.raises(StepFailed, match=r"^fine-tune loss is nan at optimizer step 1 of 4 \(lr 0\.001\): "
+                                         r"training diverged"):
+        finetune(model, random_windows(4, 16), keep, settings)

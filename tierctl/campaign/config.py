@@ -193,7 +193,7 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     model's positions) or the text (a window longer than it) is checked by the check step
     (tierctl/steps/check.py), before a run takes the lock.
     """
-    m, d, t, p, f, r = cfg.model, cfg.data, cfg.tiers, cfg.prune, cfg.finetune, cfg.run
+    m, t, p, f, r = cfg.model, cfg.tiers, cfg.prune, cfg.finetune, cfg.run
     _check(path, bool(m.name.strip()), "[model] name", "is empty")
     _check(path, m.device in DEVICES, "[model] device", f"must be one of {', '.join(DEVICES)}, got {m.device!r}")
     _check(path, m.dtype in DTYPES, "[model] dtype", f"must be one of {', '.join(DTYPES)}, got {m.dtype!r}")

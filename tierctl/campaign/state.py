@@ -26,7 +26,7 @@ from typing import Any
 
 from tierctl.campaign.holder import Holder, campaign_holder
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.core.events import STEPS, Event, read_events
+from tierctl.core.events import STEPS, Event, read_events_checked
 from tierctl.errors import BadInput
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
@@ -51,6 +51,7 @@ class IterationStatus:
     ppl: float | None = None
     per_layer: dict[str, dict[str, float]] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # step -> last error, for failed steps
+    warnings: list[str] = field(default_factory=list)  # damaged but readable files (torn event lines)
     metrics: dict[str, Any] | None = None  # iter<N>/metrics.json as read (None before the prune is done)
     pid: int | None = None  # the process of the running step (set only while a step of it runs)
     orphaned: bool = False  # that step goes on alone: its runner died (it holds the lock until it ends)
@@ -199,7 +200,10 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
         "eval": False,
     }
     done["eval"] = done["finetune"] and metrics is not None and _number(metrics.get("ppl")) is not None
-    events = read_events(layout.events(n)) if layout.events(n).is_file() else []
+    events, torn = read_events_checked(layout.events(n)) if layout.events(n).is_file() else ([], [])
+    if torn:
+        it.warnings.append(f"{layout.events(n)}: line{'s' if len(torn) > 1 else ''} "
+                           f"{', '.join(map(str, torn))} not a complete event (a write was cut off); skipped")
     for step in STEPS:
         if done[step]:
             it.steps[step] = DONE

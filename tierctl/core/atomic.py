@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -61,8 +62,48 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN / infinity replaced by None, so it serializes as strict JSON (`null`).
+
+    Python's json writes bare `NaN` / `Infinity` tokens, which no other JSON reader accepts; a
+    non-finite number means "no value" to every reader of campaign files (state, report, dashboard).
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its `__metadata__` keys in sorted order.
+
+    The safetensors writer keeps metadata in a hash map, so two identical saves differ byte for byte
+    (the order changes per process). Sorted, equal content gives equal bytes and a checksum is a valid
+    way to compare campaigns. Tensor entries are already ordered. The header keeps its length (same
+    keys, same compact JSON), so the data offsets stay valid.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > n:  # never: the same JSON in another order; keep the writer's bytes rather than break them
+        return blob
+    return blob[:8] + text.ljust(n, b" ") + blob[8 + n :]
+
+
+def atomic_write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Write torch tensors as a safetensors file, atomically and byte-reproducibly (sorted metadata)."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, canonical_safetensors(save(tensors, metadata=metadata)))
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tierctl.core.atomic import json_safe
+
 STEPS = ("prune", "finetune", "eval")
 TYPES = ("start", "progress", "layer", "metric", "log", "end")
 
@@ -34,7 +36,8 @@ class Event:
         return {"t": self.t, "iter": self.iter, "step": self.step, "event": self.event, **self.data}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=True)
+        """One line of strict JSON: a NaN or infinite value is written as null."""
+        return json.dumps(json_safe(self.to_dict()), separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
@@ -61,13 +64,30 @@ def parse_line(line: str) -> Event | None:
 
 def read_events(path: Path) -> list[Event]:
     """All complete events of a file; a missing file has none."""
+    return read_events_checked(path)[0]
+
+
+def read_events_checked(path: Path) -> tuple[list[Event], list[int]]:
+    """(complete events, numbers of the lines skipped because they are not events).
+
+    A step killed mid-write leaves a torn line; the next writer starts a new line (EventSink), so the
+    torn line stands alone and is skipped here, and the caller can warn about it. The last line is
+    not counted while it has no newline: its writer may still be writing it.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return []
+        return [], []
     lines = text.split("\n")
     # The last element is "" when the file ends with a newline, or a torn line otherwise.
-    return [e for e in (parse_line(x) for x in lines[:-1]) if e is not None]
+    events, skipped = [], []
+    for i, line in enumerate(lines[:-1], start=1):
+        e = parse_line(line)
+        if e is not None:
+            events.append(e)
+        elif line.strip():
+            skipped.append(i)
+    return events, skipped
 
 
 class EventFollower:
@@ -126,8 +146,11 @@ class EventSink:
         line = e.to_json() + "\n"
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
+            with open(self.path, "ab+") as f:
+                # A writer killed mid-line left a torn tail: start a new line, or this event would be
+                # glued to it and lost with it.
+                torn = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
+                f.write((b"\n" if torn else b"") + line.encode("utf-8"))
         if self.stream is not None:
             try:
                 self.stream.write(line)

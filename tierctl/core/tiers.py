@@ -385,9 +385,7 @@ _META_KEYS = ("block_size", "topk_per_block", "iteration")
 
 def save_tiers(path: str | Path, maps: Mapping[str, torch.Tensor], block_size: int, k: int, iteration: int) -> None:
     """Write tier maps (key = module name) to a safetensors file atomically, metadata as strings."""
-    from safetensors.torch import save_file
-
-    from tierctl.core.atomic import atomic_path
+    from tierctl.core.atomic import atomic_write_safetensors
 
     if not maps:
         raise ValueError("no tier maps to save")
@@ -396,8 +394,7 @@ def save_tiers(path: str | Path, maps: Mapping[str, torch.Tensor], block_size: i
             raise ValueError(f"tier map {name!r} must be 2-D uint8, got {t.dtype} {list(t.shape)}")
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in maps.items()}
     meta = {"block_size": str(int(block_size)), "topk_per_block": str(int(k)), "iteration": str(int(iteration))}
-    with atomic_path(Path(path)) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    atomic_write_safetensors(Path(path), tensors, meta)
 
 
 def load_tiers(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, int | str]]:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from tierctl.core.progress import Clock, ProgressMeter
-from tierctl.errors import BadInput
+from tierctl.errors import BadInput, StepFailed
 from tierctl.lm.finetune_ckpt import read_checkpoint, restore_optimizer, restore_weights, save_checkpoint
 from tierctl.lm.finetune_dist import Dist, broadcast_flag, local, mean_over_ranks, no_grad_sync, shard_like, wrap
 
@@ -276,6 +276,7 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
         lr = lr_at(step, plan, settings.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        step_loss = torch.zeros((), device=d.device)
         for m in range(accum):
             first = (m * world + d.rank) * b
             x = windows[rows[first: first + b]].to(d.device, non_blocking=True)  # [b, seqlen]
@@ -283,7 +284,9 @@ def finetune(model: nn.Module, windows: torch.Tensor, keep: dict[str, torch.Tens
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     loss = module(input_ids=x, labels=x, use_cache=False).loss  # mean NLL, b*(seqlen-1) targets
                 (loss / accum).backward()  # equal-sized micro-batches: the mean of means is the mean
-            loss_sum += loss.detach().float()
+            step_loss += loss.detach().float()
+        check_finite_loss(step_loss, step + 1, plan.total_steps, lr)  # before the step spreads it into the weights
+        loss_sum += step_loss
         masker.mask_grads()
         if settings.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
@@ -333,6 +336,18 @@ def _checkpoint_due(done: int, plan: Plan, s: FinetuneSettings, since_s: float, 
     if s.checkpoint_minutes <= 0:
         return False
     return broadcast_flag(since_s >= 60.0 * s.checkpoint_minutes, d)
+
+
+def check_finite_loss(step_loss: torch.Tensor, opt_step: int, total: int, lr: float) -> None:
+    """StepFailed at the first optimizer step whose loss is NaN or infinite (one sync per step).
+
+    Checked before optimizer.step(), so no checkpoint ever holds the weights it would poison; later a
+    NaN would only surface as a misleading mask violation (NaN is not zero).
+    """
+    value = float(step_loss.item())
+    if not math.isfinite(value):
+        raise StepFailed(f"fine-tune loss is {value} at optimizer step {opt_step} of {total} (lr {lr:.3g}): "
+                         "training diverged; lower [finetune] lr or check the text")
 
 
 def _log(sink: Any, msg: str) -> None:

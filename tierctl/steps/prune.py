@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from tierctl.core.atomic import atomic_path, atomic_write_json, remove_path
+from tierctl.core.atomic import atomic_write_json, atomic_write_safetensors, remove_path
 from tierctl.errors import BadInput, StepFailed
 from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, read_metrics, run_step
 
@@ -125,10 +125,7 @@ def allocate(ctx: StepContext, model: Any, windows: Any, prev: dict[str, Any] | 
 
 
 def save_act_norms(path: Any, norms: dict[str, Any], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.float().contiguous() for k, v in norms.items()}, str(tmp), metadata=metadata)
+    atomic_write_safetensors(path, {k: v.float().contiguous() for k, v in norms.items()}, metadata)
 
 
 def prune_violations(result: Any) -> int:
