@@ -144,6 +144,8 @@ def init(
     seed: int = typer.Option(_cfg.DataConfig.seed, "--seed", help="Seed of calibration windows and fine-tune order."),
     method: str = typer.Option(_cfg.PruneConfig.method, "--method", help="progressive, or a baseline: "
                                "wanda-unstructured, wanda-nm."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the start-up check (model, device, text "
+                                  "windows), e.g. for a campaign made for another machine; run checks it anyway."),
 ) -> None:
     """Create a campaign: campaign.toml and schedule.csv in DIR/NAME (nothing is written when refused)."""
     from tierctl.campaign.init import InitOptions, create_campaign
@@ -151,7 +153,8 @@ def init(
     opts = InitOptions(model=model, calib=calib, eval=eval, schedule=schedule, nsamples=nsamples, seqlen=seqlen,
                        block_size=block_size, topk=topk, device=device, dtype=dtype, seed=seed, method=method)
     try:
-        layout = create_campaign(name, dir, opts)
+        layout = create_campaign(name, dir, opts, check=not no_check,
+                                 on_warning=lambda w: print(f"tierctl: warning: {w}", file=sys.stderr))
     except TierctlError as e:
         raise fail(e) from None
     print(f"created {layout.root} (campaign.toml, schedule.csv); run it with: tierctl run {layout.root} --all")

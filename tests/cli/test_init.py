@@ -24,7 +24,7 @@ def tree(root) -> list[str]:
 
 def test_defaults_make_the_smollm2_pydoc_campaign_with_the_seed_schedule(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = invoke("exp1")
+    r = invoke("exp1", "--no-check")  # the check would resolve smollm2 (tests/cli/test_bad_inputs.py checks)
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "created campaigns/exp1 (campaign.toml, schedule.csv); run it with: tierctl run " \
                        "campaigns/exp1 --all\n"
@@ -42,7 +42,7 @@ def test_every_option_lands_in_campaign_toml(tmp_path):
     r = invoke("exp2", "--dir", str(tmp_path / "c"), "--model", "tiny-llama", "--calib", f"text:{text}",
                "--eval", "wikitext2", "--schedule", str(sched), "--nsamples", "8", "--seqlen", "128",
                "--block-size", "8", "--topk", "4", "--device", "cpu", "--dtype", "bfloat16", "--seed", "7",
-               "--method", "wanda-nm")
+               "--method", "wanda-nm", "--no-check")
     assert r.exit_code == 0, r.stderr
     cfg = load_config(tmp_path / "c/exp2/campaign.toml")
     assert (cfg.model.name, cfg.model.device, cfg.model.dtype) == ("tiny-llama", "cpu", "bfloat16")
@@ -59,16 +59,16 @@ def test_a_model_directory_and_a_gguf_file_are_stored_as_absolute_paths(tmp_path
     (tmp_path / "m").mkdir()
     (tmp_path / "m/config.json").write_text("{}")
     (tmp_path / "w.gguf").write_bytes(b"GGUF")
-    assert invoke("a", "--model", "m").exit_code == 0
-    assert invoke("b", "--model", "w.gguf").exit_code == 0
-    assert invoke("c", "--model", "HuggingFaceTB/SmolLM2-360M").exit_code == 0
+    assert invoke("a", "--model", "m", "--no-check").exit_code == 0
+    assert invoke("b", "--model", "w.gguf", "--no-check").exit_code == 0
+    assert invoke("c", "--model", "HuggingFaceTB/SmolLM2-360M", "--no-check").exit_code == 0
     assert load_config(tmp_path / "campaigns/a/campaign.toml").model.name == str(tmp_path / "m")
     assert load_config(tmp_path / "campaigns/b/campaign.toml").model.name == str(tmp_path / "w.gguf")
     assert load_config(tmp_path / "campaigns/c/campaign.toml").model.name == "HuggingFaceTB/SmolLM2-360M"
 
 
 def test_an_existing_campaign_is_refused_and_left_alone(tmp_path):
-    assert invoke("exp", "--dir", str(tmp_path)).exit_code == 0
+    assert invoke("exp", "--dir", str(tmp_path), "--no-check").exit_code == 0
     before = (tmp_path / "exp/campaign.toml").read_text()
     r = invoke("exp", "--dir", str(tmp_path), "--model", "tiny-llama")
     assert r.exit_code == 2

@@ -17,10 +17,12 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tierctl.campaign.check import run_check
 from tierctl.campaign.config import CampaignConfig, dumps_config, from_dict
 from tierctl.campaign.layout import TMP_PREFIX, CampaignLayout, check_campaign_name
 from tierctl.errors import BadInput
@@ -121,11 +123,16 @@ def build_config(opts: InitOptions) -> CampaignConfig:
 
 
 def _name_flag(msg: str) -> str:
-    """'campaign.toml: [data] nsamples must be >= 1' -> '--nsamples: must be >= 1'."""
+    """'campaign.toml: [data] nsamples must be >= 1' -> '--nsamples: must be >= 1';
+    'campaign.toml: [model] name x: unknown preset' -> '--model x: unknown preset'."""
     for flag, (table, key) in FLAGS.items():
-        where = f"campaign.toml: [{table}] {key} "
-        if msg.startswith(where):
-            return f"{flag}: {msg[len(where):]}"
+        for where in (f"campaign.toml: [{table}] {key} ", f"campaign.toml: [{table}] {key}: "):
+            if msg.startswith(where):
+                rest = msg[len(where):]
+                value, sep, reason = rest.partition(": ")
+                if sep and value and " " not in value:
+                    return f"{flag} {value}: {reason}"
+                return f"{flag}: {rest}"
     return msg
 
 
@@ -140,8 +147,14 @@ def schedule_text(path: Path | None) -> str:
     return load_schedule(Path(path)).to_csv()
 
 
-def create_campaign(name: str, parent: Path, opts: InitOptions) -> CampaignLayout:
-    """Validate everything, then create `parent/name` with campaign.toml and schedule.csv in one rename."""
+def create_campaign(name: str, parent: Path, opts: InitOptions, check: bool = True,
+                    on_warning: Callable[[str], None] | None = None) -> CampaignLayout:
+    """Validate everything, then create `parent/name` with campaign.toml and schedule.csv in one rename.
+
+    `check`: also run the check step (tierctl/steps/check.py: the model resolves, the windows fit the
+    texts) on the finished temporary directory before the rename, so a campaign that cannot run is
+    never created.
+    """
     check_campaign_name(name)
     parent = Path(parent)
     target = parent / name
@@ -165,6 +178,14 @@ def create_campaign(name: str, parent: Path, opts: InitOptions) -> CampaignLayou
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a campaign gets the usual permissions
+        if check:
+            try:
+                warnings = run_check(layout, label="campaign.toml")
+            except BadInput as e:
+                raise BadInput(_name_flag(str(e))) from None
+            for warning in warnings:
+                if on_warning is not None:
+                    on_warning(warning)
         try:
             # rename(2) refuses a non-empty target: a campaign created meanwhile is never replaced.
             os.rename(tmp, target)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tierctl.campaign.check import run_check
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
 from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
@@ -276,18 +277,35 @@ def _resume_note(layout: CampaignLayout, plan: list[tuple[int, str]]) -> str:
     return ""
 
 
+def first_input_model(layout: CampaignLayout, plan: list[tuple[int, str]]) -> str | None:
+    """The model the first planned step loads: None for the base model ([model] name), else a directory.
+
+    The prune of iteration N > 1 starts from iter<N-1>/model; the fine-tune and eval read iter<N>/model.
+    """
+    n, step = plan[0]
+    if step == "prune":
+        return None if n == 1 else str(layout.model(n - 1))
+    return str(layout.model(n))
+
+
+def _warn(line: str) -> None:
+    print(f"tierctl: warning: {line}", file=sys.stderr)
+
+
 def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
                  nproc: int | None = None, on_event: OnEvent | None = None, on_step: OnStep | None = None,
                  grace: float = GRACE_S, handle_signals: bool = True, wait: bool = False,
-                 on_wait: Callable[[Holder], None] | None = None, executor: Any = None) -> RunOutcome:
+                 on_wait: Callable[[Holder], None] | None = None, executor: Any = None, check: bool = True,
+                 on_warning: Callable[[str], None] = _warn) -> RunOutcome:
     """Run the steps `request` asks for, holding the campaign lock. BadInput (exit 2) before any write.
 
-    Order: campaign.toml and schedule are read and the request is planned *before* the lock is taken,
-    so a refused run creates nothing; then, under the lock, the status is read again (another runner
-    may have finished meanwhile), leftovers of killed writes are removed, --force deletes what it
-    redoes, and the steps run one by one. A failed step ends the run (exit 1); SIGINT / SIGTERM stop
-    the running step's process groups and end the run with 128 + the signal (130 / 143 / 129), leaving it
-    resumable.
+    Order: campaign.toml and schedule are read, the request is planned and the check step
+    (tierctl/steps/check.py: model, device, windows) runs *before* the lock is taken, so a refused run
+    creates nothing; a request with nothing to do returns at once, without the lock; then, under the
+    lock, the status is read again (another runner may have finished meanwhile), leftovers of killed
+    writes are removed, --force deletes what it redoes, and the steps run one by one. A failed step ends
+    the run (exit 1); SIGINT / SIGTERM stop the running step's process groups and end the run with 128 +
+    the signal (130 / 143 / 129), leaving it resumable.
 
     A held campaign is refused naming its live holder (LockHeld), or with `wait` waited for
     (`on_wait(holder)` at every look) and then planned afresh: what the holder finished is not redone.
@@ -310,6 +328,9 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             return RunOutcome(0, "", [], [])
         check_inputs(layout, config, plan)
         check_launcher(launcher or config.run.launcher, plan, executor)
+        if check:  # what needs a tokenizer or the model's config, in a subprocess (no torch here)
+            for warning in run_check(layout, first_input_model(layout, plan), sorted({s for _, s in plan})):
+                on_warning(warning)
         try:
             lock = CampaignLock(layout.lock).acquire()
         except LockHeld as e:  # taken between our look and our try

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import re
 from pathlib import Path
@@ -267,10 +268,10 @@ def _load_any(spec: str, dtype: torch.dtype, trust_remote_code: bool) -> tuple[A
         raise BadInput(f"model {spec}: unknown preset (presets: {', '.join(PRESETS)})")
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
+        check_gguf_magic(path, "model")
         return _from_pretrained(str(convert_gguf(path.resolve())), dtype, False, True)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise BadInput(f"model {spec}: directory has no config.json (not a saved model)")
+        _read_config_json(path, "model")
         try:
             return _from_pretrained(str(path), dtype, trust_remote_code, True)
         except (OSError, ValueError, KeyError) as e:
@@ -289,6 +290,115 @@ def _load_any(spec: str, dtype: torch.dtype, trust_remote_code: bool) -> tuple[A
     except (OSError, ValueError) as e:
         raise BadInput(f"model {spec}: not found locally and the hub is unreachable or has no such model "
                        f"({_first_line(e)})") from None
+
+
+# ---- resolving a model without its weights (the check step) ----
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf_magic(path: Path, what: str) -> None:
+    """BadInput unless `path` starts like a GGUF file (reading 4 bytes, not the gigabytes after them)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise BadInput(f"{what} {path}: cannot read ({e.strerror})") from None
+    if head != GGUF_MAGIC:
+        raise BadInput(f"{what} {path}: not a GGUF file (it does not start with the GGUF magic bytes)")
+
+
+def remote_code_warning(model_dir: Path, trust_remote_code: bool) -> str | None:
+    """One line when a model folder ships its own code (`auto_map`) that will not run.
+
+    transformers then loads the architecture of `model_type` (e.g. plain Llama) and ignores the
+    folder's code, silently; the user may expect that code to run.
+    """
+    if trust_remote_code:
+        return None
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or not config.get("auto_map"):
+        return None
+    return (f"{model_dir} has its own model code (config.json auto_map) that is not run: it loads as "
+            f"model_type {config.get('model_type')!r}; set [model] trust_remote_code = true to run its code")
+
+
+def _read_config_json(model_dir: Path, what: str) -> None:
+    """BadInput naming config.json when it is not a JSON object (transformers' message is a traceback)."""
+    path = model_dir / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{what} {model_dir}: directory has no config.json (not a saved model)") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{what} {path}: not UTF-8 text") from None
+    except ValueError as e:
+        raise BadInput(f"{what} {path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise BadInput(f"{what} {path}: cannot read ({e.strerror})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{what} {path}: not a JSON object")
+
+
+def _config_and_tokenizer(src: str, trust_remote_code: bool, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoTokenizer
+
+    _quiet()
+    kw = dict(local_files_only=local_only, trust_remote_code=trust_remote_code)
+    return AutoConfig.from_pretrained(src, **kw), AutoTokenizer.from_pretrained(src, **kw)
+
+
+def resolve_model(spec: str, trust_remote_code: bool = False, what: str = "model") -> tuple[Any, Any]:
+    """(transformers config, tokenizer) of a preset, HF id, local dir or .gguf file, without its weights.
+
+    What a step would refuse only after loading gigabytes is refused here in seconds: an unknown
+    preset, a folder whose config.json is not JSON, a file named .gguf that is not GGUF, a hub id that
+    is neither cached nor reachable. A GGUF file is converted into the cache once (as the first step
+    would), since reading its tokenizer costs as much as converting it.
+    """
+    from transformers import AutoConfig
+
+    try:
+        if spec in TINY_CONFIGS:
+            model_type, dims = TINY_CONFIGS[spec]
+            config = AutoConfig.for_model(model_type, vocab_size=TINY_VOCAB, bos_token_id=0, eos_token_id=0,
+                                          pad_token_id=0, tie_word_embeddings=False, **dims)
+            return config, tiny_tokenizer()
+        if spec == "smollm2-135m":
+            return _config_and_tokenizer(str(convert_gguf(smollm2_gguf_path())), False, True)
+        if spec.startswith("tiny-") or spec.startswith("smollm"):
+            raise BadInput(f"{what} {spec}: unknown preset (presets: {', '.join(PRESETS)})")
+        path = Path(spec).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            check_gguf_magic(path, what)
+            return _config_and_tokenizer(str(convert_gguf(path.resolve())), False, True)
+        if path.is_dir():
+            _read_config_json(path, what)
+            return _config_and_tokenizer(str(path), trust_remote_code, True)
+        if path.exists():
+            raise BadInput(f"{what} {spec}: not a model directory or .gguf file")
+        if not _is_hub_id(spec):
+            raise BadInput(f"{what} {spec}: no such file or directory")
+        try:
+            return _config_and_tokenizer(spec, trust_remote_code, True)
+        except (OSError, ValueError):
+            return _config_and_tokenizer(spec, trust_remote_code, False)
+    except BadInput:
+        raise
+    except Exception as e:  # noqa: BLE001  (transformers: OSError, ValueError, KeyError, ImportError...)
+        raise BadInput(f"{what} {spec}: cannot load its config or tokenizer ({_first_line(e)})") from None
+
+
+def matrix_shapes(config: Any, trust_remote_code: bool = False) -> dict[str, tuple[int, int]]:
+    """(out, in) of every prunable matrix, from a model built on the meta device (no memory, no weights)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return {name: (lin.out_features, lin.in_features) for name, lin in prunable_linears(model).items()}
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "float32",

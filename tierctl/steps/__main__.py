@@ -1,4 +1,5 @@
-"""`python -m tierctl.steps {prune|finetune|eval} --campaign DIR --iter N [--device D]`.
+"""`python -m tierctl.steps {prune|finetune|eval} --campaign DIR --iter N [--device D]`, and
+`python -m tierctl.steps check --campaign DIR` (the start-up checks of `init` and `run`).
 
 Each step module exposes `main(argv) -> int`; it is imported only when asked for, so a typo in
 the step name costs no torch import.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-STEPS = ("prune", "finetune", "eval")
+STEPS = ("prune", "finetune", "eval", "check")
 
 
 def main(argv: list[str] | None = None) -> int:

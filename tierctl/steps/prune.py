@@ -124,6 +124,12 @@ def allocate(ctx: StepContext, model: Any, windows: Any, prev: dict[str, Any] | 
     return {"sparsities": sparsities}, {**record, "layers": rows}
 
 
+def check_full_block(linears: dict[str, Any], b: int, config_path: Any) -> None:
+    """BadInput unless some matrix holds a full b x b block (else nothing can be pruned: 0/0/0)."""
+    if not any(lin.out_features >= b and lin.in_features >= b for lin in linears.values()):
+        raise BadInput(f"{config_path}: [tiers] block_size {b} leaves no full block in any matrix of the model")
+
+
 def save_act_norms(path: Any, norms: dict[str, Any], metadata: dict[str, str]) -> None:
     atomic_write_safetensors(path, {k: v.float().contiguous() for k, v in norms.items()}, metadata)
 
@@ -139,17 +145,15 @@ def prune_violations(result: Any) -> int:
 def body(ctx: StepContext) -> None:
     from tierctl.core.tiers import save_tiers
     from tierctl.lm.evaluate import max_positions
-    from tierctl.lm.models import save_model
+    from tierctl.lm.models import prunable_linears, save_model
     from tierctl.lm.offload import load_placed
     from tierctl.lm.prune import PROGRESSIVE, baseline_settings, prune_baseline, prune_model
-    from tierctl.lm.text import calibration_windows, token_stream
+    from tierctl.lm.text import calibration_windows, eval_windows, token_stream
 
     n, cfg, sink, layout, row = ctx.iteration, ctx.config, ctx.sink, ctx.layout, ctx.row
     method, b, k, d = cfg.prune.method, cfg.tiers.block_size, cfg.tiers.topk_per_block, cfg.data
     spec = input_model_spec(ctx)
     prev = previous_tiers(ctx) if method == PROGRESSIVE else None
-    # A rerun replaces the iteration: it is not done while its outputs are being rewritten.
-    remove_path(layout.metrics(n))
     t_step = time.perf_counter()
 
     t0 = time.perf_counter()
@@ -164,6 +168,13 @@ def body(ctx: StepContext) -> None:
         raise BadInput(f"{layout.config}: [data] seqlen {d.seqlen} exceeds the model's max_position_embeddings {limit}")
     windows = calibration_windows(token_stream(d.calib, tokenizer, "train"), d.nsamples, d.seqlen, d.seed,
                                   what=f"train split of {d.calib}")
+    # What needs the model is refused here, before anything is written: the iteration stays as it was.
+    eval_windows(token_stream(d.eval, tokenizer, "eval"), d.seqlen, d.eval_windows,
+                 what=f"evaluation split of {d.eval}")
+    if method == PROGRESSIVE:
+        check_full_block(prunable_linears(model), b, layout.config)
+    # A rerun replaces the iteration: it is not done while its outputs are being rewritten.
+    remove_path(layout.metrics(n))
 
     baseline = None if method == PROGRESSIVE else baseline_settings(method, cfg.prune.sparsity, cfg.prune.n,
                                                                     cfg.prune.m)
