@@ -166,8 +166,10 @@ def create_campaign(name: str, parent: Path, opts: InitOptions, check: bool = Tr
     config = build_config(opts)
     schedule = schedule_text(opts.schedule)
 
+    made = [p for p in (parent, *parent.parents) if not p.exists()]  # removed again if init is refused
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}.", dir=parent))
+    created = False
     try:
         layout = CampaignLayout(tmp)
         layout.config.write_text(dumps_config(config), encoding="utf-8")
@@ -191,7 +193,12 @@ def create_campaign(name: str, parent: Path, opts: InitOptions, check: bool = Tr
             os.rename(tmp, target)
         except OSError:
             raise BadInput(f"{target}: already exists; choose another name or --dir") from None
+        created = True
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
+        if not created:
+            for p in made:  # innermost first
+                with contextlib.suppress(OSError):
+                    p.rmdir()
     return CampaignLayout(target)

@@ -6,6 +6,7 @@ tierctl.campaign.lock; both are re-exported here.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,20 @@ def resolve_campaign(arg: str | Path, base: Path | None = None) -> CampaignLayou
     if p.is_dir():
         raise BadInput(f"{arg}: no campaign.toml in this directory")
     raise BadInput(f"{arg}: no such campaign (looked for {p} and {under})")
+
+
+def refuse_symlinks(layout: CampaignLayout) -> None:
+    """BadInput naming the first symbolic link inside the campaign (iter<N>, events.jsonl, model/, ...).
+
+    A run writes, replaces and deletes inside the campaign; through a link it would write into (or,
+    with --force, delete from) a place outside it. The campaign directory itself may be a link.
+    """
+    for dirpath, dirnames, filenames in os.walk(layout.root):  # followlinks=False: a linked dir is not entered
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise BadInput(f"{path}: a symbolic link inside the campaign; tierctl writes campaign files "
+                               f"only in place: replace it with the file or directory itself")
 
 
 def check_campaign_name(name: str) -> None:

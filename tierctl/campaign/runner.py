@@ -20,6 +20,7 @@ The dashboard and `tierctl run` both go through this module: there is no second 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
 from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
 from tierctl.campaign.init import check_model_spec, check_text_source
-from tierctl.campaign.layout import CampaignLayout, clean_temporaries
+from tierctl.campaign.layout import CampaignLayout, clean_temporaries, refuse_symlinks
 from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.procs import process_groups, signal_groups
@@ -314,6 +315,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
     """
     config = load_config(layout.config)
     schedule = load_campaign_schedule(layout)
+    refuse_symlinks(layout)
     while True:
         holder = campaign_holder(layout)
         if holder is not None:
@@ -324,7 +326,10 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         plan = plan_run(layout, status, request)  # refuse bad requests before writing
         if status.halt is not None and (request.all or any(n > status.halt.iteration for n, _ in plan)):
             return RunOutcome(EXIT_HALTED, halted_message(layout, status.halt), [], [])
-        if not plan:  # all done: nothing to lock or write (so a finished campaign on a read-only disk answers too)
+        if not plan:  # all done: tidy leftovers of killed writes if the campaign can be written, else nothing
+            with contextlib.suppress(OSError, LockHeld):  # (a finished campaign on a read-only disk answers too)
+                with CampaignLock(layout.lock):
+                    clean_temporaries(layout.root)
             return RunOutcome(0, "", [], [])
         check_inputs(layout, config, plan)
         check_launcher(launcher or config.run.launcher, plan, executor)

@@ -161,13 +161,13 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def remove_path(path: Path) -> None:
     """Delete a file or directory (for --force), by renaming it aside first so it vanishes at once."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return
     aside = path.parent / f"{TMP_PREFIX}rm-{path.name}.{os.getpid()}"
     os.replace(path, aside)
-    if aside.is_dir():
+    if aside.is_dir() and not aside.is_symlink():
         shutil.rmtree(aside, ignore_errors=True)
-    else:
+    else:  # a file, or a symlink (removed itself: what it points to is not ours to delete)
         aside.unlink(missing_ok=True)
 
 
