@@ -209,7 +209,7 @@ def run(
     if outcome.exit_code:
         print(f"tierctl: {outcome.message}", file=sys.stderr)
         raise typer.Exit(outcome.exit_code)
-    if not outcome.results and not (json_ or not console.is_terminal):
+    if not outcome.results:  # on stderr, so --json output stays events only
         print("nothing to do: the steps asked for are done (--force redoes them)", file=sys.stderr)
 
 

@@ -95,7 +95,7 @@ class TierctlGroup(TyperGroup):
             where = f"{ctx.info_name}: " if ctx is not None and ctx.command is not self else ""
             print(f"tierctl: {where}{one_line(e.format_message())}", file=sys.stderr)
             code = e.exit_code
-        except (typer.Abort, _click.exceptions.Abort, KeyboardInterrupt):
+        except (typer.Abort, KeyboardInterrupt):
             print("tierctl: interrupted", file=sys.stderr)
             code = EXIT_SIGINT
         except OSError as e:

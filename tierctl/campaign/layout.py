@@ -118,6 +118,26 @@ def refuse_symlinks(layout: CampaignLayout) -> None:
                                f"only in place: replace it with the file or directory itself")
 
 
+def refuse_unwritable(layout: CampaignLayout, iterations: list[int]) -> None:
+    """BadInput naming the first directory a run would write into but cannot (read-only, permissions).
+
+    Checked before the lock and the check step, so the refusal is one line and nothing is written,
+    instead of an OSError from deep inside the runner or a step.
+    """
+    dirs = [layout.root, layout.logs, *(layout.iter_dir(n) for n in iterations)]
+    for d in dirs:
+        if d.is_dir() and not os.access(d, os.W_OK):
+            reason = "read-only file system" if _read_only_fs(d) else "permission denied"
+            raise BadInput(f"{d}: cannot write there ({reason}); a run writes its outputs in the campaign")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def check_campaign_name(name: str) -> None:
     if not NAME_RE.match(name) or name in (".", ".."):
         raise BadInput(

@@ -83,6 +83,9 @@ def plan_run(layout: CampaignLayout, status: CampaignStatus, req: RunRequest) ->
     missing = status.missing_before(n)
     if missing is not None:
         m, step, state = missing
+        error = status.iteration(m).errors.get(step)
+        if error is not None and "damaged" in error:  # its own message names the file and the repair
+            raise BadInput(f"iteration {n} needs iteration {m} complete: {error}")
         raise BadInput(f"iteration {n} needs iteration {m} complete: its {step} step is {state} "
                        f"(run: {_run_hint(layout, m)})")
     # Steps of this iteration before the first one asked for must be done (or be redone by --force).

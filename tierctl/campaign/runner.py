@@ -37,7 +37,7 @@ from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
 from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
 from tierctl.campaign.init import check_model_spec, check_text_source
-from tierctl.campaign.layout import CampaignLayout, clean_temporaries, refuse_symlinks
+from tierctl.campaign.layout import CampaignLayout, clean_temporaries, refuse_symlinks, refuse_unwritable
 from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.procs import process_groups, signal_groups
@@ -331,6 +331,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
                 with CampaignLock(layout.lock):
                     clean_temporaries(layout.root)
             return RunOutcome(0, "", [], [])
+        refuse_unwritable(layout, sorted({n for n, _ in plan}))
         check_inputs(layout, config, plan)
         check_launcher(launcher or config.run.launcher, plan, executor)
         if check:  # what needs a tokenizer or the model's config, in a subprocess (no torch here)

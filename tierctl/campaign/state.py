@@ -192,7 +192,11 @@ def _mark_holder(it: IterationStatus, holder: Holder) -> None:
 def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> IterationStatus:
     """What iter<N>/ says about iteration N (every step pending when the directory does not exist)."""
     it = IterationStatus(n)
-    metrics = read_metrics(layout.metrics(n))
+    try:
+        metrics = read_metrics(layout.metrics(n))
+    except BadInput as e:  # damaged (a truncated write by another tool, a disk error): the prune must be redone
+        metrics = None
+        it.errors["prune"] = f"{e}: damaged; redo the iteration with: tierctl run {layout.root} --iter {n} --force"
     done = {
         "prune": metrics is not None,
         "finetune": metrics is not None and (layout.model(n) / "finetune.json").is_file()
@@ -207,6 +211,8 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
     for step in STEPS:
         if done[step]:
             it.steps[step] = DONE
+        elif step in it.errors:  # a damaged output: failed, whatever its events say
+            it.steps[step] = FAILED
         else:
             it.steps[step], err = _from_events(events, step, lock_held)
             if err is not None and it.steps[step] == FAILED:
