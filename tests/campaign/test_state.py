@@ -128,12 +128,15 @@ def test_missing_before_names_the_first_step_not_done(tmp_path):
     assert st.missing_before(3) == (2, "finetune", "pending")
 
 
-def test_a_broken_metrics_file_is_bad_input_naming_it(tmp_path):
+def test_a_broken_metrics_file_makes_the_prune_failed_naming_the_file_and_the_repair(tmp_path):
     layout = make_campaign(tmp_path)
     layout.iter_dir(1).mkdir()
     layout.metrics(1).write_text("{not json")
-    with pytest.raises(BadInput, match=r"iter1/metrics.json: not valid JSON"):
-        campaign_status(layout)
+    it = campaign_status(layout).iterations[0]  # never blocks: `run --iter 1 --force` must stay possible
+    assert it.steps == {"prune": "failed", "finetune": "pending", "eval": "pending"}
+    assert it.errors["prune"] == (f"{layout.metrics(1)}: not valid JSON (Expecting property name enclosed in double "
+                                  f"quotes: line 1 column 2 (char 1)): damaged; redo the iteration with: tierctl run "
+                                  f"{layout.root} --iter 1 --force")
 
 
 def test_a_schedule_edited_under_a_done_prune_is_refused_naming_iteration_and_column(tmp_path):
