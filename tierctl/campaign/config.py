@@ -168,7 +168,9 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("finetune", "weight_decay"): (0.0, 10.0), ("finetune", "max_grad_norm"): (0.0, 1e6),
     ("finetune", "seed"): (0, SEED_MAX), ("finetune", "checkpoint_every"): (0, 10**9),
     ("finetune", "checkpoint_minutes"): (0.0, 10**6), ("prune", "owl_m"): (1e-9, 1e6),
-    ("finetune", "log_every"): (1, 10**9), ("run", "nproc"): (1, 4096),
+    ("finetune", "log_every"): (1, 10**9), ("run", "nproc"): (1, 4096), ("run", "max_ppl_ratio"): (0.0, 1e6),
+    ("slurm", "nodes"): (1, 4096), ("slurm", "gpus_per_node"): (0, 64), ("slurm", "cpus_per_task"): (0, 4096),
+    ("slurm", "mem_gb"): (0.0, 1e5),
 }
 
 
