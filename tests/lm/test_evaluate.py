@@ -130,23 +130,23 @@ def test_eval_step_writes_ppl_and_protocol_and_emits_events(make_campaign, tiny_
     assert [e["event"] for e in stdout_events] == kinds
 
 
-def test_eval_step_before_the_fine_tune_is_bad_input(make_campaign, tiny_llama, capsys):
+def test_eval_step_before_the_fine_tune_fails_naming_the_missing_step(make_campaign, tiny_llama, capsys):
     from tierctl.steps.eval import main
 
     layout = prepared_campaign(make_campaign, tiny_llama)
     (layout.model(1) / "finetune.json").unlink()
-    assert main(["--campaign", str(layout.root), "--iter", "1"]) == 2
+    assert main(["--campaign", str(layout.root), "--iter", "1"]) == 1  # it started (events written): a failed step
     assert "fine-tune step of iteration 1 has not finished" in capsys.readouterr().err
     end = read_events(layout.events(1))[-1]
     assert end.event == "end" and end.get("status") == "failed"
     assert json.loads(layout.metrics(1).read_text())["ppl"] is None
 
 
-def test_eval_step_without_a_model_is_bad_input(make_campaign, capsys):
+def test_eval_step_without_a_model_fails_naming_it(make_campaign, capsys):
     from tierctl.steps.eval import main
 
     layout = make_campaign()
-    assert main(["--campaign", str(layout.root), "--iter", "1"]) == 2
+    assert main(["--campaign", str(layout.root), "--iter", "1"]) == 1
     assert "iter1/model missing" in capsys.readouterr().err
 
 

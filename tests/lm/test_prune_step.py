@@ -133,7 +133,7 @@ def test_a_schedule_edited_after_an_iteration_ran_is_bad_input(tmp_path: Path, c
     assert run_main(layout, 1) == 0
     layout.schedule.write_text(EDITED_SCHEDULE, encoding="utf-8")
     capsys.readouterr()
-    assert run_main(layout, 2) == 2
+    assert run_main(layout, 2) == 1  # refused after its start event: a failed step
     err = capsys.readouterr().err
     assert re.search(r"iter1/tiers.safetensors: model\.layers\.\d+\.\S+ has (\d+) dense / 0 top-k of \d+ blocks, "
                      r"but \S+schedule.csv row 1 \(dense 0.8, topk 0\) gives \d+ / 0", err), err
@@ -144,7 +144,7 @@ def test_a_schedule_edited_after_an_iteration_ran_is_bad_input(tmp_path: Path, c
 
 def test_iteration_2_before_iteration_1_is_bad_input(tmp_path: Path, capsys):
     layout = make_campaign(tmp_path)
-    assert run_main(layout, 2) == 2
+    assert run_main(layout, 2) == 1  # refused after its start event: a failed step
     assert "iter1/model missing" in capsys.readouterr().err
 
 
@@ -154,7 +154,7 @@ def test_a_tier_map_of_another_block_size_is_bad_input(tmp_path: Path, capsys):
     text = layout.config.read_text().replace("block_size = 16", "block_size = 8")
     layout.config.write_text(text)
     capsys.readouterr()
-    assert run_main(layout, 2) == 2
+    assert run_main(layout, 2) == 1  # refused after its start event: a failed step
     assert "block_size 16 differs from [tiers] block_size 8" in capsys.readouterr().err
 
 
@@ -180,5 +180,5 @@ def test_progressive_after_a_baseline_iteration_is_bad_input(tmp_path: Path, cap
     text = layout.config.read_text().replace('method = "wanda-nm"', 'method = "progressive"')
     layout.config.write_text(text)
     capsys.readouterr()
-    assert run_main(layout, 2) == 2
+    assert run_main(layout, 2) == 1  # refused after its start event: a failed step
     assert "iteration 1 has no tier map" in capsys.readouterr().err

@@ -45,11 +45,11 @@ def test_device_flag_overrides_the_campaign(layout):
     assert got == ["auto"]
 
 
-def test_bad_input_in_the_body_ends_failed_with_exit_2(layout, capsys):
+def test_bad_input_in_the_body_ends_failed_with_exit_1(layout, capsys):
     def body(ctx):
         raise BadInput("iter1/model missing: run the prune step of iteration 1 first")
 
-    assert run_step("eval", body, args(layout)) == 2
+    assert run_step("eval", body, args(layout)) == 1  # after the start event: a step that failed
     end = read_events(layout.events(1))[-1]
     assert end.event == "end" and end.data == {
         "status": "failed", "error": "iter1/model missing: run the prune step of iteration 1 first"}

@@ -4,7 +4,7 @@ A step is `python -m tierctl.steps <step> --campaign DIR --iter N [--device D]`.
 everything around the step's body: argument parsing, loading campaign.toml and schedule.csv,
 the event sink (`start` first, `end` last), and the mapping of outcomes to exit codes:
 
-    ok -> 0 ; BadInput -> 2 ; any other exception -> 1 ; SIGINT -> 130 ; SIGTERM -> 143
+    ok -> 0 ; BadInput before the start event -> 2 ; any other failure -> 1 ; SIGINT -> 130 ; SIGTERM -> 143
 
 Bad input found before the sink opens (a missing campaign, a bad campaign.toml, an iteration not in
 the schedule) writes nothing: one line on stderr and exit 2. After that, every failure ends with an
@@ -123,10 +123,10 @@ def run_step(step: str, body: Callable[[StepContext], None], argv: list[str]) ->
             # From here on a second signal must not cut the end event in half.
             for s in old:
                 signal.signal(s, signal.SIG_IGN)
-    except BadInput as e:
+    except BadInput as e:  # found after the start event: the step ran and failed (exit 1, the README's rule)
         sink.end("failed", error=str(e))
         print(f"tierctl {step}: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_FAILED
     except (Interrupted, KeyboardInterrupt) as e:
         sink.end("failed", error="interrupted")
         print(f"tierctl {step}: interrupted", file=sys.stderr)
