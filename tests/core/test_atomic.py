@@ -59,3 +59,45 @@ def test_written_files_get_the_mode_a_plain_open_would_give(tmp_path: Path) -> N
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_safetensors_metadata_is_written_in_sorted_order_so_equal_content_gives_equal_bytes(tmp_path: Path) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save
+
+    from tierctl.core.atomic import atomic_write_safetensors, canonical_safetensors
+
+    tensors = {"b.w": torch.arange(6, dtype=torch.uint8).reshape(2, 3), "a.w": torch.ones(2, 2)}
+    meta = {"topk_per_block": "10", "iteration": "3", "block_size": "16", "z": "last", "a": "first"}
+    blob = canonical_safetensors(save(tensors, metadata=meta))
+    n = int.from_bytes(blob[:8], "little")
+    assert list(json.loads(blob[8:8 + n])["__metadata__"]) == ["a", "block_size", "iteration", "topk_per_block", "z"]
+    for i in range(5):  # the writer's hash-map order changes from map to map; the file does not
+        atomic_write_safetensors(tmp_path / f"{i}.safetensors", tensors, meta)
+        assert (tmp_path / f"{i}.safetensors").read_bytes() == blob
+    back = load_file(str(tmp_path / "0.safetensors"))
+    assert all(torch.equal(back[k], v) for k, v in tensors.items())
+
+
+def test_json_files_hold_null_for_nan_and_infinity(tmp_path: Path) -> None:
+    from tierctl.core.atomic import atomic_write_json
+
+    atomic_write_json(tmp_path / "m.json", {"ppl": float("nan"), "x": [1.5, float("inf")], "d": {"y": -float("inf")}})
+    assert (tmp_path / "m.json").read_text() == ('{\n  "ppl": null,\n  "x": [\n    1.5,\n    null\n  ],\n  "d": {\n'
+                                                '    "y": null\n  }\n}\n')
+
+
+def test_remove_path_of_a_symlink_removes_the_link_only_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    from tierctl.core.atomic import remove_path
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    camp = tmp_path / "camp"
+    camp.mkdir()
+    (camp / "iter1").symlink_to(outside)
+    remove_path(camp / "iter1")
+    assert list(camp.iterdir()) == []
+    assert (outside / "keep.txt").read_text() == "mine"

@@ -76,3 +76,15 @@ def test_a_disabled_sink_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     EventSink(1, "prune", path, stream=None, enabled=False).start()
     assert not path.exists()
+
+
+def test_an_event_after_a_torn_line_starts_a_new_line_and_is_kept(tmp_path):
+    from tierctl.core.events import EventSink, read_events_checked
+
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"t": 1, "iter": 1, "step": "prune", "event": "start"}\n{"t": 2, "iter": 1, "st')  # a kill -9
+    EventSink(1, "prune", path, stream=None).emit("metric", name="ppl", value=float("nan"))
+    events, torn = read_events_checked(path)
+    assert [e.event for e in events] == ["start", "metric"] and torn == [2]
+    assert events[1].get("value") is None  # NaN is written as null: strict JSON
+    assert "NaN" not in path.read_text()
