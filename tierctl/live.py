@@ -43,7 +43,8 @@ def _duration(seconds: float) -> str:
 
 
 def step_line(model: LiveModel, width: int, now: float | None = None) -> RenderableType:
-    """`iteration 2  ▶ finetune  [=====     ] 120/400 steps  0:42`, plus the state of the other steps."""
+    """`▶ finetune  [=====     ] 120/400 steps  0:42`, the state of the other steps, and under them the
+    running step's progress in words: what it measures, elapsed and time left."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column(no_wrap=True)
@@ -69,7 +70,8 @@ def step_line(model: LiveModel, width: int, now: float | None = None) -> Rendera
         grid.add_row(label, bar, count, Text(elapsed, style="dim"))
         if view.error:
             grid.add_row(Text(""), Text(view.error, style="red", overflow="fold"), "", "")
-    return grid
+    words = model.steps[running].progress_text(now or time.time()) if running is not None else ""
+    return Group(grid, Text(words, style="dim", overflow="fold")) if words else grid
 
 
 def layers_panel(layers: dict[str, dict[str, float]], max_rows: int, bar_width: int = 6) -> RenderableType:

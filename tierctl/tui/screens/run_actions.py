@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tierctl.campaign.cancel import cancel
+from tierctl.campaign.resume import resume_point
 from tierctl.errors import TierctlError
 from tierctl.tui import jobs
 from tierctl.tui.screens.choice import Choice, ChoiceScreen
@@ -100,10 +101,13 @@ class RunActions:
             if value == "cancel":
                 self.cancel_now()
 
+        n, step = self.model.iteration, self.model.running_step
+        where = (f" run it again: iteration {n}: {resume_point(self.campaign, n, step)}." if n and step else
+                 " run it again to go on with it.")
         self.app.push_screen(ChoiceScreen(
             "cancel the run?",
             f"The running step of {self.campaign.name} (pid {pid}) is stopped. Its iteration stays resumable:"
-            " run it again to go on from where it stopped.",
+            + where,
             [Choice("y", "Cancel the run", "cancel", "error"), Choice("n", "Keep it running", "keep")],
             escape_value="keep"), answer)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.console import Group
@@ -55,7 +56,7 @@ def next_step(model: LiveModel) -> str | None:
     return next((s for s in STEPS if model.steps[s].status != DONE), None)
 
 
-def progress_renderable(model: LiveModel, run: RunState) -> Group:
+def progress_renderable(model: LiveModel, run: RunState, now: float | None = None) -> Group:
     """The progress bar of the step being run, or what the panel knows instead."""
     active = run.active_pid is not None
     grid = Table.grid(expand=True, padding=(0, 1))
@@ -70,6 +71,9 @@ def progress_renderable(model: LiveModel, run: RunState) -> Group:
         pct = f"{100 * frac:5.1f}%" if frac is not None else ""
         grid.add_row(Text(step, style="bold"), ProgressBar(total=1.0, completed=frac or 0.0),
                      Text(f"{count} {pct}".strip()))
+        words = view.progress_text(time.time() if now is None else now)
+        if words:  # what it measures (ppl_pruned after the layers), elapsed and time left
+            grid.add_row(Text(""), Text(words, style="dim", overflow="ellipsis", no_wrap=True), Text(""))
     else:
         failed = model.failed_step
         if run.starting:
