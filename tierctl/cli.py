@@ -506,7 +506,7 @@ def report(
         layouts = []
         for c in campaigns:
             if c.endswith(".toml") and Path(c).is_file():  # a sweep: its points, like a list of campaigns
-                from tierctl.campaign.sweep import load_sweep, points
+                from tierctl.campaign.sweep_spec import load_sweep, points
 
                 spec = load_sweep(c)
                 layouts += [spec.layout(p.name) for p in points(spec) if spec.layout(p.name).config.is_file()]
@@ -634,7 +634,7 @@ def sweep(
     Re-running is safe: finished campaigns are skipped, unfinished ones resubmitted and resumed.
     Exit codes: 0, 1 when a campaign failed, 2 bad input.
     """
-    from tierctl.campaign.sweep import EXECUTORS, load_sweep
+    from tierctl.campaign.sweep_spec import EXECUTORS, load_sweep
 
     try:
         action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
@@ -685,7 +685,7 @@ def _sweep_status(spec: object, as_json: bool) -> None:
 
 
 def _sweep_dry_run(spec: object, executor: str) -> None:
-    from tierctl.campaign.sweep import points
+    from tierctl.campaign.sweep_spec import points
 
     for p in points(spec):  # type: ignore[arg-type]
         print(f"{spec.layout(p.name).root}  {p.values}")  # type: ignore[attr-defined]

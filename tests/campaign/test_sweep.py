@@ -17,7 +17,7 @@ from tests.helpers import make_campaign
 from tierctl.campaign.config import SlurmConfig
 from tierctl.campaign.runner import process_groups
 from tierctl.campaign.slurm import sbatch_script
-from tierctl.campaign.sweep import load_sweep, points
+from tierctl.campaign.sweep_spec import load_sweep, points
 from tierctl.cli import app
 from tierctl.core.events import read_events
 from tierctl.errors import BadInput

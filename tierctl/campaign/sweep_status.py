@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierctl.campaign.state import FAILED, campaign_status
-from tierctl.campaign.sweep import Sweep, points, read_jobs
+from tierctl.campaign.sweep import read_jobs
+from tierctl.campaign.sweep_spec import Sweep, points
 from tierctl.errors import TierctlError
 
 STATES = ("pending", "running", "done", "failed", "halted")
