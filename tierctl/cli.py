@@ -553,7 +553,7 @@ def export(
     if result.sizes is not None:
         from tierctl.render.export import size_table
 
-        console.print(size_table(result.sizes.rows(), result.sizes.dtype))
+        console.print(size_table(result.sizes.rows(), result.sizes.dtype, result.sizes.weights))
 
 
 @app.command()

@@ -54,9 +54,12 @@ def test_bfloat16_at_35_45_20_takes_about_9_8_bits_per_weight(campaigns, tmp_pat
     assert 9.5 < sizes["bits_per_weight"] < 10.1
 
 
-def test_the_table_is_printed_with_packed_and_dense_bytes(campaigns, tmp_path):
-    layout = campaigns["llama"]
-    result = runner.invoke(app, ["export", f"{layout.root}@2", "--out", str(tmp_path / "x")], terminal_width=200)
+def test_the_table_is_printed_with_packed_dense_and_minimum_bytes(campaigns, tmp_path):
+    layout = campaigns["llama-bf16"]
+    result = runner.invoke(app, ["export", str(layout.root), "--out", str(tmp_path / "x")], terminal_width=100)
     assert result.exit_code == 0, result.output
-    assert "prunable matrices" in result.stdout and "whole directory" in result.stdout
-    assert "bits/weight" in result.stdout
+    packed, dense, minimum = expected_bytes(layout.tiers(1), layout.model(1), 2)
+    prunable = next(line for line in result.stdout.splitlines() if line.startswith("│ prunable"))
+    for n in (packed, dense, minimum):
+        assert f"{n / 1e6:,.2f} MB" in prunable
+    assert "directory" in result.stdout and "bits per weight" in result.stdout

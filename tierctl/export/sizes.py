@@ -42,19 +42,10 @@ class SizeReport:
     def bits_per_weight(self) -> float:
         return 8 * self.prunable_packed / self.weights if self.weights else 0.0
 
-    @property
-    def over_minimum(self) -> float:
-        """Packed prunable bytes relative to the minimum, minus 1 (0.001 = 0.1% above)."""
-        return self.prunable_packed / self.prunable_minimum - 1 if self.prunable_minimum else 0.0
-
-    def rows(self) -> list[tuple[str, int, int, str]]:
-        """(what, packed bytes, dense bytes, note) for the table."""
-        return [
-            ("prunable matrices", self.prunable_packed, self.prunable_dense,
-             f"{self.bits_per_weight:.2f} bits/weight; minimum {self.prunable_minimum:,} B "
-             f"(+{100 * self.over_minimum:.2f}%)"),
-            ("whole directory", self.directory_packed, self.directory_dense, ""),
-        ]
+    def rows(self) -> list[tuple[str, int, int, int | None]]:
+        """(what, packed bytes, dense bytes, minimum bytes or None) for the table."""
+        return [("prunable", self.prunable_packed, self.prunable_dense, self.prunable_minimum),
+                ("directory", self.directory_packed, self.directory_dense, None)]
 
     def to_json(self) -> dict[str, object]:
         return {"weights": self.weights, "dtype": self.dtype, "prunable_packed": self.prunable_packed,
