@@ -61,3 +61,29 @@ def test_an_earlier_iteration_is_exported_when_asked_for(campaigns, tmp_path):
     state = load_packed(tmp_path / "x").state_dict()
     for key, t in model_tensors(layout.model(1)).items():
         assert torch.equal(state[key], t), key
+
+
+def test_tied_embeddings_are_tied_again_after_loading(tmp_path):
+    """save_pretrained stores a tied lm_head once (as the embedding); load_packed must tie it back."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tierctl.export import format as fmt
+    from tierctl.export.packed_file import write_checkpoint
+    from tierctl.export.writer import pack_checkpoint
+    from tierctl.lm.models import TINY_CONFIGS, prunable_linears
+
+    config = AutoConfig.for_model("llama", vocab_size=64, tie_word_embeddings=True, **TINY_CONFIGS["tiny-llama"][1])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(tmp_path / "saved")
+    tensors = model_tensors(tmp_path / "saved")
+    assert "lm_head.weight" not in tensors
+    maps = {name: torch.zeros(lin.out_features // 16, lin.in_features // 16, dtype=torch.uint8)
+            for name, lin in prunable_linears(model).items()}
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text((tmp_path / "saved" / "config.json").read_text())
+    write_checkpoint(tmp_path / "x" / fmt.WEIGHTS_FILE, pack_checkpoint(tensors, maps, 16, 10, torch.float32, "t"))
+    for materialize in (True, False):
+        loaded = load_packed(tmp_path / "x", materialize=materialize)
+        assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+        assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)

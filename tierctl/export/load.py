@@ -52,7 +52,8 @@ def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path, expe
         if tuple(target.shape) != tuple(t.shape):
             raise BadInput(f"{path}: tensor {name} has shape {list(t.shape)}, the model wants {list(target.shape)}")
     model.load_state_dict(tensors, strict=False, assign=False)
-    model.tie_weights()
+    model.tie_weights()  # tied weights (lm_head = embed_tokens) are saved once; tying after loading shares them
+    params = dict(model.named_parameters(remove_duplicate=False))
     loaded = {params[n].data_ptr() for n in tensors if n in params}
     for name, p in params.items():
         if name not in tensors and name not in expect_missing and p.data_ptr() not in loaded:
