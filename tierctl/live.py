@@ -203,6 +203,9 @@ class LiveView:
         parts: list[RenderableType] = [Panel(step_line(m, width), title=title, title_align="left")]
         if self.waiting is not None:
             parts.insert(0, Text(self.waiting, style="yellow"))
+        halt = getattr(self.status, "halt", None)
+        if halt is not None:  # the guardrail stopped the run: say why, above everything else
+            parts.insert(0, Text(f"halted: {halt.reason}", style="bold yellow"))
         if m.layers:
             table_rows = len(self.status.iterations) if self.status else 0
             max_rows = max(3, height - 18 - table_rows)

@@ -86,3 +86,19 @@ def test_an_absurd_ratio_halts_at_the_right_iteration_with_exit_3_and_resumes_no
     # Editing the rows not yet run is a new decision: it releases the halt.
     layout.schedule.write_text(THREE_ROWS.replace("3,0.70,0.20,0.10,1", "3,0.80,0.10,0.10,0"))
     assert campaign_status(layout).halt is None
+
+
+def test_a_halted_campaign_says_so_in_the_run_panels_and_the_dashboards_list(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from tierctl.live import LiveView
+    from tierctl.tui.screens.campaigns import summarize
+
+    layout = done_with_ppls(tmp_path, (30.0, 44.0), ratio=1.2)
+    console = Console(file=io.StringIO(), width=120, height=40)
+    console.print(LiveView(layout, console).render())
+
+    assert "halted: iteration 2 ppl 44 > 1.2 x iteration 1's 30" in console.file.getvalue()
+    assert summarize(layout).state == "halted"

@@ -246,6 +246,10 @@ class CampaignScreen(RunActions, Screen[None]):
         if code in (130, 143):  # stopped by a signal (a cancel): resumable, not an error
             self.notify(reason, title="run stopped", timeout=6)
             return "run stopped"
+        if code == 3:  # the guardrail halted the campaign: a decision to make, not a crash
+            self.query_one(LogTail).note(reason, "warning")
+            self.notify(reason, title="campaign halted", severity="warning", timeout=10)
+            return "campaign halted"
         self.query_one(LogTail).note(reason, "error")
         self.notify(reason, title=f"run ended (exit {code})", severity="error", timeout=8)
         return f"run ended with exit code {code}"
@@ -298,6 +302,8 @@ class CampaignScreen(RunActions, Screen[None]):
             doing = (f"iteration {it} {step}" if step else f"iteration {it} (starting {following})" if following
                      else f"(iteration {it} done)" if it is not None else "(starting)")
             t.append(f"  ● running {doing}", style="bold #42a5f5")
+        elif getattr(self.status, "halt", None) is not None:
+            t.append(f"  ■ halted: {self.status.halt.reason}", style="bold #ffa726")
         self.query_one("#campaign-title", Static).update(t)
 
     # ---- schedule actions -----------------------------------------------------------------------

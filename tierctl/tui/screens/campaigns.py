@@ -19,7 +19,7 @@ from tierctl.render import comp_bar
 
 STATE_STYLES = {"running": "bold #42a5f5", "failed": "bold #ef5350", "complete": "#66bb6a", "new": "dim",
                 "broken": "bold #ef5350", "resumable": "#ffa726",
-                "interrupted": "#ffa726"}
+                "interrupted": "#ffa726", "halted": "bold #ffa726"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class CampaignRow:
 
 
 def summarize(layout: CampaignLayout) -> CampaignRow:
-    """State of one campaign: running, failed, interrupted, complete, resumable (some done), new, or broken."""
+    """State of one campaign: running, halted (its guardrail), failed, interrupted, complete, resumable (some
+    done), new, or broken."""
     from tierctl.campaign.config import load_config
     from tierctl.campaign.state import campaign_status
 
@@ -63,6 +64,8 @@ def summarize(layout: CampaignLayout) -> CampaignRow:
         state = "resumable"
     else:
         state = "new"
+    if state != "running" and status.halt is not None:
+        state = "halted"
     last = next((it for it in reversed(its) if it.composition is not None), None)
     last_ppl = next((it.ppl for it in reversed(its) if it.ppl is not None), None)
     return CampaignRow(layout.name, layout.root, model, done, len(its), state, last_ppl,
