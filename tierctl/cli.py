@@ -57,7 +57,7 @@ def _schedule_and_tiers(file: str, block_size: int | None, k: int | None) -> tup
     """(schedule, its path, block size, k) for a schedule file or a campaign directory.
 
     A campaign directory lends its schedule.csv and the block size and k of its campaign.toml, so the
-    projected sparsity is the campaign's; flags override; otherwise SPEC defaults 16 and 10.
+    projected sparsity is the campaign's; flags override; otherwise the defaults 16 and 10.
     """
     from pathlib import Path as _Path
 
@@ -88,7 +88,7 @@ def schedule_validate(
     block_size: int = _BLOCK_OPT,
     k: int = _K_OPT,
 ) -> None:
-    """Check a schedule (SPEC section 4): exit 0 and a summary, or exit 2 and one line naming the cell."""
+    """Check a schedule (docs/tiers.md, The schedule): exit 0 and a summary, or exit 2 and one line naming the cell."""
     from tierctl.core.schedule import project
 
     try:
@@ -245,7 +245,7 @@ def _print_event(event: object, line: str) -> None:
 @app.command()
 def status(
     campaign: str = typer.Argument(..., help="Campaign directory, or a name under ./campaigns."),
-    json_: bool = typer.Option(False, "--json", help="Print the status as JSON (SPEC section 7)."),
+    json_: bool = typer.Option(False, "--json", help="Print the status as JSON (docs/cli.md)."),
 ) -> None:
     """Iterations and steps (pending, running, done, failed), composition, sparsity, ppl: read from the files."""
     import json
@@ -355,7 +355,7 @@ def _tier_source(arg: str) -> tuple[Path, str]:
 
 
 def _per_matrix(maps: dict, meta: dict) -> dict[str, dict[str, float | None]]:
-    """Composition of each map, with the sparsity its tiers imply (SPEC 1) when block size and k are known."""
+    """Composition of each map, with the sparsity its tiers imply (docs/tiers.md) when block size and k are known."""
     from tierctl.core.schedule import tier_sparsities
     from tierctl.render import map_composition
 
@@ -445,7 +445,7 @@ def diff(
     a: str = typer.Argument(..., metavar="A", help="CAMPAIGN@N, CAMPAIGN (latest iteration) or a tier-map file."),
     b: str = typer.Argument(..., metavar="B", help="The same kinds of thing, compared against A."),
     layer: str = typer.Option(None, "--layer", help="Only matrices whose name matches this glob."),
-    as_json: bool = typer.Option(False, "--json", help="Print the transitions as JSON (SPEC section 7)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the transitions as JSON (docs/cli.md)."),
 ) -> None:
     """Which blocks changed tier from A to B: per matrix, by matrix kind and by depth."""
     import json
