@@ -77,7 +77,8 @@ def _schedule_and_tiers(file: str, block_size: int | None, k: int | None) -> tup
     return schedule, str(path), block_size, k
 
 
-_BLOCK_OPT = typer.Option(None, "--block-size", "-b", min=1, help="Block size (default: the campaign's, else 16).")
+_BLOCK_OPT = typer.Option(None, "--block-size", "-b", min=4, max=4096,
+                          help="Block size (default: the campaign's, else 16).")
 _K_OPT = typer.Option(None, "--topk", "-k", min=0, help="Non-zeros kept per top-k block (default: the campaign's, "
                       "else 10).")
 
@@ -172,8 +173,10 @@ def run(
                                "(automatic when stdout is not a terminal)."),
     launcher: str = typer.Option(None, "--launcher", help="Fine-tune launcher: local, torchrun or slurm "
                                  "(default: \\[run] launcher)."),
-    nproc: int = typer.Option(None, "--nproc", min=1, help="Processes under torchrun (default: \\[run] nproc)."),
-    grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds a stopped step gets before SIGKILL."),
+    nproc: int = typer.Option(None, "--nproc", min=1, max=4096,
+                              help="Processes under torchrun (default: \\[run] nproc)."),
+    grace: float = typer.Option(10.0, "--grace", min=0.0, max=3600.0,
+                                help="Seconds a stopped step gets before SIGKILL."),
     wait: bool = typer.Option(False, "--wait", help="When another run (or its orphaned step) holds the campaign, "
                               "wait for it, then run what is left."),
 ) -> None:
@@ -307,7 +310,7 @@ def status(
 def cancel(
     campaign: str = typer.Argument(..., help="Campaign directory, or a name under ./campaigns."),
     wait: bool = typer.Option(False, "--wait", help="Return once the campaign is free (SIGKILL after --grace)."),
-    grace: float = typer.Option(10.0, "--grace", min=0.0, help="With --wait: seconds before SIGKILL."),
+    grace: float = typer.Option(10.0, "--grace", min=0.0, max=3600.0, help="With --wait: seconds before SIGKILL."),
 ) -> None:
     """Stop whatever runs the campaign: its runner, or a step left running by a runner that died."""
     from tierctl.campaign.cancel import cancel as cancel_campaign
