@@ -33,7 +33,7 @@ def test_the_run_panel_says_the_prune_is_measuring_ppl_pruned_and_how_long_is_le
     for e in ppl_pruned_events():
         view.on_event(e, e.to_json())
     text = text_of(view.render())
-    assert "8/44 windows" in text
+    assert "ppl_pruned 8/44 windows" in text
     assert "measuring ppl_pruned: window 8 of 44 (18%)" in text and "left" in text
 
 
@@ -43,4 +43,5 @@ def test_the_dashboard_run_panel_shows_the_same_words_while_a_run_is_active() ->
     model = LiveModel()
     model.apply(ppl_pruned_events())
     text = text_of(progress_renderable(model, RunState(active_pid=4242), now=140.0))
+    assert "ppl_pruned 8/44 windows" in text
     assert "measuring ppl_pruned: window 8 of 44 (18%), 0:10 elapsed, about 0:12 left" in text

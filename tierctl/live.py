@@ -59,8 +59,7 @@ def step_line(model: LiveModel, width: int, now: float | None = None) -> Rendera
             frac = view.fraction
             bar = ProgressBar(total=1.0, completed=frac or 0.0, width=max(10, width // 3),
                               pulse=frac is None and view.status == "running")
-            if view.total:
-                count = f"{view.done}/{view.total} {view.unit}"
+            count = view.count_text(step)
         elapsed = ""
         if view.started is not None:
             end = view.ended if view.ended is not None else (now or time.time())

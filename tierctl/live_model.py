@@ -35,6 +35,14 @@ class StepView:
     tokens: int | None = None  # fine-tune: training tokens so far
     progress_t: float | None = None  # when the last progress event was written
 
+    def count_text(self, step: str) -> str:
+        """`120/677 steps`; `ppl_pruned 8/44 windows` when the phase is not the step's own work, so the
+        windows of the prune step's ppl_pruned never read as more of its layers."""
+        if self.total <= 0:
+            return ""
+        what = f"{self.phase} " if self.phase and self.phase != step else ""
+        return f"{what}{self.done}/{self.total} {self.unit}".strip()
+
     def progress_text(self, now: float | None = None) -> str:
         """`fine-tuning: step 120 of 677 (18%), 61,440 tokens, 4:12 elapsed, about 19:30 left` (empty
         before the first progress event). While the step runs, `now` moves elapsed and time left on

@@ -67,7 +67,7 @@ def progress_renderable(model: LiveModel, run: RunState, now: float | None = Non
     if step is not None:
         view = model.steps[step]
         frac = view.fraction
-        count = f"{view.done}/{view.total} {view.unit}".strip() if view.total else "starting"
+        count = view.count_text(step) or "starting"
         pct = f"{100 * frac:5.1f}%" if frac is not None else ""
         grid.add_row(Text(step, style="bold"), ProgressBar(total=1.0, completed=frac or 0.0),
                      Text(f"{count} {pct}".strip()))
