@@ -115,7 +115,8 @@ def test_run_wait_waits_for_the_holder_then_runs_what_is_left(tmp_path, hold):
                                          f"(its runner pid {held.runner.pid} died)\n")
         os.killpg(held.step, 9)
         assert run.wait(timeout=60) == 0
-        assert (run.stdout.read(), run.stderr.read()) == ("", "")
+        assert (run.stdout.read(), run.stderr.read()) == ("", "nothing to do: the steps asked for are done "
+                                                              "(--force redoes them)\n")
     finally:
         if run.poll() is None:
             run.kill()
