@@ -123,3 +123,29 @@ def test_windows_must_be_two_dimensional():
     model, _ = load_model("tiny-llama", device="cpu")
     with pytest.raises(ValueError, match=r"\[nsamples, seqlen\]"):
         capture_inputs(model, decoder_layers(model)[0], torch.arange(10), 2)
+
+
+def test_norms_are_accumulated_in_float64() -> None:
+    """A float32 sum over a batch drifts by ~1e-6 relative; the norm must be the float64 sum, rounded once."""
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 2)
+
+        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+            return self.proj(hidden)
+
+    from tierctl.lm.calibrate import LayerInputs
+
+    g = torch.Generator().manual_seed(0)
+    hidden = [torch.randn(2, 4096, 8, generator=g) * torch.logspace(-3, 3, 8) for _ in range(2)]  # [b, seq, in]
+    inputs = LayerInputs(hidden=hidden, args=[(), ()], kwargs=[{}, {}])
+    layer = Layer()
+    got = accumulate_norms(layer, {"proj": layer.proj}, inputs)["proj"]
+    x = torch.cat([h.reshape(-1, 8) for h in hidden])  # [tokens, in]
+    want = x.double().square().sum(0).sqrt().float()
+    assert torch.equal(got, want)
+    # The former accumulation (a float32 GEMV per batch, float64 across batches) does not pass:
+    f32 = sum((torch.ones(1, 8192) @ h.reshape(-1, 8).square()).squeeze(0).double() for h in hidden)
+    assert not torch.equal(f32.sqrt().float(), want)

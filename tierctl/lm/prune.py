@@ -282,7 +282,7 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
     """Wanda one-shot on `model` in place: `wanda-unstructured` (per output row at `sparsity`) or
     `wanda-nm` (keep n of every m consecutive inputs), with the same calibration as progressive.
     `sparsities`: per-matrix ratios of wanda-unstructured replacing `sparsity` (lm/allocation.py)."""
-    from tierctl.core.tiers import nm_mask, unstructured_mask
+    from tierctl.core.wanda import wanda_nm_mask, wanda_unstructured_mask
 
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r} (known: {', '.join(BASELINES)})")
@@ -291,7 +291,9 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
         w = lin.weight  # [out, in]
         scores = w.detach().abs().float() * norm[None, :].float()  # S = |W| * norm, [out, in]
         ratio = sparsities[name] if sparsities is not None else sparsity
-        keep = unstructured_mask(scores, ratio) if method == "wanda-unstructured" else nm_mask(scores, n, m)
+        # The reference code's selection, ties included (core/wanda.py), not the tier algebra's rule.
+        keep = wanda_unstructured_mask(scores, ratio) if method == "wanda-unstructured" else \
+            wanda_nm_mask(scores, n, m)
         w.mul_(keep)
         return {"sparsity": count_zeros(w) / w.numel()}, None
 
