@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from tierctl.core.events import read_events
 from tierctl.errors import BadInput
-from tierctl.lm.evaluate import PROTOCOL, evaluate_source, perplexity
+from tierctl.lm.evaluate import INTERVAL, PROTOCOL, evaluate_source, perplexity, ppl_interval
 from tierctl.lm.text import eval_windows, token_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +53,25 @@ def test_perplexity_is_the_mean_of_window_nlls_not_of_tokens(tiny_llama, windows
     assert perplexity(model, windows, batch_size=2) == pytest.approx(math.exp(sum(per_window) / 5), rel=1e-9)
 
 
+def test_ppl_interval_is_the_student_t_interval_of_the_window_nlls_through_exp():
+    nlls = torch.tensor([2.0, 2.2, 2.4, 2.6], dtype=torch.float64)  # mean 2.3, sd 0.2582, se 0.1291
+    low, high = ppl_interval([nlls[:3], nlls[3:]])
+    half = 3.182446305284263 * 0.2581988897471611 / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert low == pytest.approx(math.exp(2.3 - half), rel=1e-12)
+    assert high == pytest.approx(math.exp(2.3 + half), rel=1e-12)
+    assert ppl_interval([nlls[:1]]) is None  # one window: no spread to measure
+
+
+def test_interval_holds_the_ppl_and_narrows_with_more_windows(tiny_llama):
+    model, tok = tiny_llama
+    few = evaluate_source(model, tok, "pydoc", seqlen=16, max_windows=4, batch_size=4)
+    many = evaluate_source(model, tok, "pydoc", seqlen=16, max_windows=64, batch_size=16)
+    for r in (few, many):
+        assert r.interval[0] < r.ppl < r.interval[1]
+        assert r.info["interval"] == INTERVAL and r.info["windows"] in (4, 64)
+    assert many.interval[1] - many.interval[0] < (few.interval[1] - few.interval[0]) / 2
+
+
 def test_progress_is_reported_per_batch_in_windows(tiny_llama, windows):
     calls = []
     perplexity(tiny_llama[0], windows, batch_size=2, on_progress=lambda d, t: calls.append((d, t)))
@@ -76,7 +95,8 @@ def test_evaluate_source_records_the_protocol(tiny_llama):
     result = evaluate_source(model, tok, "pydoc", seqlen=32, max_windows=3, batch_size=2)
     w = eval_windows(token_stream("pydoc", tok, "eval"), 32, 3)
     assert result.ppl == pytest.approx(direct_ppl(model, w), rel=1e-6)
-    assert result.info == {"source": "pydoc", "seqlen": 32, "windows": 3, "tokens": 96, "protocol": PROTOCOL}
+    assert result.info == {"source": "pydoc", "seqlen": 32, "windows": 3, "tokens": 96, "protocol": PROTOCOL,
+                           "interval": INTERVAL}
 
 
 def test_seqlen_beyond_the_models_positions_is_bad_input(tiny_llama):
@@ -114,7 +134,8 @@ def test_eval_step_writes_ppl_and_protocol_and_emits_events(make_campaign, tiny_
     metrics = json.loads(layout.metrics(1).read_text())
     windows = eval_windows(token_stream("pydoc", tiny_llama[1], "eval"), 32, 3)
     assert metrics["ppl"] == pytest.approx(direct_ppl(tiny_llama[0], windows), rel=1e-6)
-    assert metrics["eval"] == {"source": "pydoc", "seqlen": 32, "windows": 3, "tokens": 96, "protocol": PROTOCOL}
+    assert metrics["eval"] == {"source": "pydoc", "seqlen": 32, "windows": 3, "tokens": 96, "protocol": PROTOCOL,
+                           "interval": INTERVAL}
     assert metrics["timings"]["prune_s"] == 1.5 and metrics["timings"]["eval_s"] > 0  # merged, not replaced
     assert metrics["ppl_pruned"] == 1.0
 

@@ -143,7 +143,7 @@ def invalidate(layout: CampaignLayout, req: RunRequest) -> list[str]:
         assert req.iteration is not None
         metrics = read_metrics(layout.metrics(req.iteration))
         if metrics is not None and metrics.get("ppl") is not None:
-            metrics["ppl"] = None
+            metrics["ppl"] = metrics["ppl_interval"] = None
             atomic_write_json(layout.metrics(req.iteration), metrics)
             removed.append(f"{layout.metrics(req.iteration)}: ppl")
     return removed

@@ -4,6 +4,11 @@ Non-overlapping windows of `seqlen` tokens over the evaluation stream; inside ea
 model predicts tokens 1..L-1 from their prefixes; ppl = exp(mean over windows of the mean token
 NLL of the window). Log-softmax is accumulated in float32 even when the model runs in bf16/fp16,
 and the per-window means are summed in float64.
+
+Every ppl carries a 95% interval from the spread of the per-window mean NLLs: a Student-t interval on
+their mean, mapped through exp (`ppl_interval`, INTERVAL below). It treats the windows as independent
+samples of the text; consecutive windows of one text are not quite independent, so read it as the
+noise of the measurement on these windows, not a guarantee about another text.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import torch
 from torch import nn
 
 from tierctl.errors import BadInput
-from tierctl.lm.offload import Place, nll_from_logits, place_module, streamed_nll_sum
+from tierctl.lm.offload import Place, nll_from_logits, place_module, streamed_window_nlls
 
 PROTOCOL = "wanda: exp(mean window NLL), non-overlapping"
+INTERVAL = "95% Student-t over windows: exp(mean NLL -/+ t(0.975, n-1) * sd / sqrt(n))"
 
 
 def window_nll(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -32,7 +38,14 @@ def window_nll(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1,
                on_progress: Callable[[int, int], None] | None = None, layers_on: torch.device | None = None,
                place: Place = place_module) -> float:
-    """exp(mean over windows of the mean token NLL). `on_progress(done, total)` counts windows.
+    """exp(mean over windows of the mean token NLL). `on_progress(done, total)` counts windows."""
+    return ppl_of(window_nlls(model, windows, batch_size, on_progress, layers_on, place))
+
+
+def window_nlls(model: nn.Module, windows: torch.Tensor, batch_size: int = 1,
+                on_progress: Callable[[int, int], None] | None = None, layers_on: torch.device | None = None,
+                place: Place = place_module) -> list[torch.Tensor]:
+    """The mean token NLL of every window, float64 on CPU, one tensor per batch of `batch_size` windows.
 
     `layers_on`: the model is on CPU and streams through this device one decoder layer at a time
     (offload "layers", lm/offload.py); progress is then reported once, at the end. That path runs under
@@ -42,31 +55,57 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1,
     if windows.ndim != 2 or windows.size(0) == 0 or windows.size(1) < 2:
         raise ValueError(f"windows must be [n >= 1, seqlen >= 2], got {tuple(windows.shape)}")
     if layers_on is not None:
-        nll = streamed_nll_sum(model, windows, batch_size, torch.device(layers_on), place)
+        with torch.no_grad():
+            nlls = streamed_window_nlls(model, windows, batch_size, torch.device(layers_on), place)
         if on_progress is not None:
             on_progress(windows.size(0), windows.size(0))
-        return math.exp(nll / windows.size(0))
-    return math.exp(_nll_sum(model, windows, batch_size, on_progress) / windows.size(0))
+        return nlls
+    return _window_nlls(model, windows, batch_size, on_progress)
+
+
+def ppl_of(nlls: list[torch.Tensor]) -> float:
+    """exp(mean NLL), summed batch by batch in float64 (the order every ppl of tierctl was measured in)."""
+    total, count = 0.0, 0
+    for batch in nlls:
+        total += batch.sum().item()
+        count += batch.numel()
+    return math.exp(total / count)
+
+
+def ppl_interval(nlls: list[torch.Tensor] | torch.Tensor, confidence: float = 0.95) -> list[float] | None:
+    """[low, high] of the ppl: exp of a Student-t interval on the mean of the per-window NLLs (INTERVAL).
+
+    None for a single window (no spread to measure). Its width shrinks like 1/sqrt(windows).
+    """
+    from scipy.stats import t as student_t
+
+    x = torch.cat(list(nlls)) if isinstance(nlls, list) else nlls
+    n = x.numel()
+    if n < 2:
+        return None
+    mean, sd = x.mean().item(), x.std(correction=1).item()  # float64
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return [math.exp(mean - half), math.exp(mean + half)]
 
 
 @torch.inference_mode()
-def _nll_sum(model: nn.Module, windows: torch.Tensor, batch_size: int,
-             on_progress: Callable[[int, int], None] | None) -> float:
-    """Sum over windows of the mean token NLL, the whole model on its device."""
+def _window_nlls(model: nn.Module, windows: torch.Tensor, batch_size: int,
+                 on_progress: Callable[[int, int], None] | None) -> list[torch.Tensor]:
+    """Per-window mean token NLL, the whole model on its device."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total = windows.size(0)
-    nll_sum = 0.0  # Python float: float64 accumulation across batches
+    out: list[torch.Tensor] = []
     try:
         for start in range(0, total, batch_size):
             batch = windows[start:start + batch_size].to(device)
-            nll_sum += window_nll(model, batch).double().sum().item()
+            out.append(window_nll(model, batch).double().cpu())
             if on_progress is not None:
                 on_progress(min(start + batch_size, total), total)
     finally:
         model.train(was_training)
-    return nll_sum
+    return out
 
 
 @dataclass
@@ -74,6 +113,7 @@ class EvalResult:
     ppl: float
     info: dict[str, Any] = field(default_factory=dict)  # the "eval" entry of metrics.json
     seconds: float = 0.0
+    interval: list[float] | None = None  # [low, high] at 95% (INTERVAL); None for one window
 
 
 def max_positions(model: nn.Module) -> int | None:
@@ -95,7 +135,8 @@ def evaluate_source(model: nn.Module, tokenizer: Any, source: str, seqlen: int, 
     t0 = time.perf_counter()
     windows = eval_windows(token_stream(source, tokenizer, "eval"), seqlen, max_windows,
                            what=f"eval split of {source}")
-    ppl = perplexity(model, windows, batch_size=batch_size, on_progress=on_progress, layers_on=layers_on)
+    nlls = window_nlls(model, windows, batch_size=batch_size, on_progress=on_progress, layers_on=layers_on)
+    ppl, interval = ppl_of(nlls), ppl_interval(nlls)
     info = {"source": source, "seqlen": seqlen, "windows": int(windows.size(0)),
-            "tokens": int(windows.numel()), "protocol": PROTOCOL}
-    return EvalResult(ppl=ppl, info=info, seconds=time.perf_counter() - t0)
+            "tokens": int(windows.numel()), "protocol": PROTOCOL, "interval": INTERVAL}
+    return EvalResult(ppl=ppl, info=info, seconds=time.perf_counter() - t0, interval=interval)

@@ -8,7 +8,7 @@ run; the decoder layers visit it one at a time:
     for each decoder layer i: layer i -> device ; its passes ; layer i -> CPU
     outer modules -> CPU
 
-The prune loop (prune.sequential_prune) and the perplexity (`streamed_nll_sum`, used by
+The prune loop (prune.sequential_prune) and the perplexity (`streamed_window_nlls`, used by
 evaluate.perplexity) both follow it, with calibrate's capture_inputs / run_layer doing the passes.
 A `Place` callable does every move, so a caller (a test) can observe the order.
 """
@@ -122,10 +122,10 @@ def nll_from_logits(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def streamed_nll_sum(model: nn.Module, windows: torch.Tensor, batch_size: int, device: torch.device,
-                     place: Place = place_module) -> float:
-    """Sum over windows [n, L] of the mean token NLL, with the model on CPU and one decoder layer at a
-    time on `device`: capture -> layer by layer -> final norm + lm_head -> loss (float64 sum)."""
+def streamed_window_nlls(model: nn.Module, windows: torch.Tensor, batch_size: int, device: torch.device,
+                         place: Place = place_module) -> list[torch.Tensor]:
+    """Mean token NLL of each window [n, L] (float64 CPU tensors, one per batch), with the model on CPU and
+    one decoder layer at a time on `device`: capture -> layer by layer -> final norm + lm_head -> loss."""
     from tierctl.lm.calibrate import capture_inputs, run_layer
     from tierctl.lm.models import decoder_layers
 
@@ -140,15 +140,15 @@ def streamed_nll_sum(model: nn.Module, windows: torch.Tensor, batch_size: int, d
                 run_layer(layer, inputs)  # hidden[b]: [b, L, hidden] on CPU between layers
                 place(layer, CPU)
             final = final_modules(model, prefix)
-            total = 0.0
+            out: list[torch.Tensor] = []
             for b, (hidden, _, _) in enumerate(inputs.batches()):
                 for m in final:
                     hidden = m(hidden)  # [b, L, hidden] -> ... -> logits [b, L, V]
                 ids = windows[b * batch_size:(b + 1) * batch_size].to(device)  # [b, L]
-                total += nll_from_logits(hidden, ids).double().sum().item()
+                out.append(nll_from_logits(hidden, ids).double().cpu())
     finally:
         model.train(was_training)
-    return total
+    return out
 
 
 def load_placed(spec: str, device: str, dtype: str, trust_remote_code: bool,

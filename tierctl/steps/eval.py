@@ -38,7 +38,7 @@ def body(ctx: StepContext) -> None:
     sink.log(f"loaded {model_dir} on {where} in {load_s:.1f}s")
 
     result = measure_ppl(ctx, model, tokenizer, "ppl", layers_on=layers_on)
-    update_metrics(ctx.layout, n, ppl=result.ppl, eval=result.info,
+    update_metrics(ctx.layout, n, ppl=result.ppl, ppl_interval=result.interval, eval=result.info,
                    timings={"eval_s": round(result.seconds, 3), "eval_load_s": round(load_s, 3)})
 
 
