@@ -25,7 +25,8 @@ else:  # pragma: no cover
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
-METHODS = ("progressive", "wanda-unstructured", "wanda-nm")
+# "none": the fine-tune-only control (nothing pruned, fine-tuned with the schedule's epochs).
+METHODS = ("progressive", "wanda-unstructured", "wanda-nm", "none")
 LAUNCHERS = ("local", "torchrun", "slurm")
 STRATEGIES = ("single", "ddp", "fsdp2")
 OFFLOADS = ("auto", "never", "layers")
@@ -62,7 +63,7 @@ class TiersConfig:
 
 @dataclass
 class PruneConfig:
-    method: str = "progressive"  # progressive | wanda-unstructured | wanda-nm
+    method: str = "progressive"  # progressive | wanda-unstructured | wanda-nm | none (the control)
     sparsity: float = 0.5  # wanda-unstructured: fraction of each output row pruned
     n: int = 2  # wanda-nm: keep n of every m
     m: int = 4
@@ -117,6 +118,18 @@ class SlurmConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Zero-shot tasks through lm-eval (the optional extra tierctl[eval]), run by iteration 0 and every
+    eval step; none by default."""
+
+    tasks: list[str] = field(default_factory=list)  # lm-eval task (or group) names
+    num_fewshot: int = 0
+    limit: int = 0  # examples per task (0 = all)
+    task_paths: list[str] = field(default_factory=list)  # directories of extra task YAMLs (lm-eval include path)
+    batch_size: int = 4
+
+
+@dataclass
 class CampaignConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -125,6 +138,7 @@ class CampaignConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,6 +185,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("finetune", "log_every"): (1, 10**9), ("run", "nproc"): (1, 4096), ("run", "max_ppl_ratio"): (0.0, 1e6),
     ("slurm", "nodes"): (1, 4096), ("slurm", "gpus_per_node"): (0, 64), ("slurm", "cpus_per_task"): (0, 4096),
     ("slurm", "mem_gb"): (0.0, 1e5),
+    ("eval", "num_fewshot"): (0, 1000), ("eval", "limit"): (0, 10**9), ("eval", "batch_size"): (1, 4096),
 }
 
 
@@ -195,7 +210,7 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     model's positions) or the text (a window longer than it) is checked by the check step
     (tierctl/steps/check.py), before a run takes the lock.
     """
-    m, t, p, f, r = cfg.model, cfg.tiers, cfg.prune, cfg.finetune, cfg.run
+    m, t, p, f, r, e = cfg.model, cfg.tiers, cfg.prune, cfg.finetune, cfg.run, cfg.eval
     _check(path, bool(m.name.strip()), "[model] name", "is empty")
     _check(path, m.device in DEVICES, "[model] device", f"must be one of {', '.join(DEVICES)}, got {m.device!r}")
     _check(path, m.dtype in DTYPES, "[model] dtype", f"must be one of {', '.join(DTYPES)}, got {m.dtype!r}")
@@ -220,6 +235,13 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     _check(path, r.strategy in STRATEGIES, "[run] strategy", f"must be one of {', '.join(STRATEGIES)}")
     _check(path, r.max_ppl_ratio >= 0, "[run] max_ppl_ratio", f"must be >= 0 (0 = off), got {r.max_ppl_ratio}")
     check_slurm(cfg.slurm, path, "[slurm]")
+    for key in ("tasks", "task_paths"):
+        bad = [v for v in getattr(e, key) if not isinstance(v, str) or not v.strip()]
+        _check(path, not bad, f"[eval] {key}", f"must be a list of non-empty strings, got {bad[0]!r}" if bad else "")
+    _check(path, len(set(e.tasks)) == len(e.tasks), "[eval] tasks", "lists a task twice")
+    _check(path, e.num_fewshot >= 0, "[eval] num_fewshot", f"must be >= 0, got {e.num_fewshot}")
+    _check(path, e.limit >= 0, "[eval] limit", f"must be >= 0 (0 = every example), got {e.limit}")
+    _check(path, e.batch_size >= 1, "[eval] batch_size", f"must be >= 1, got {e.batch_size}")
     return cfg
 
 
@@ -260,6 +282,7 @@ def slurm_minutes(text: str) -> int | None:
 SECTIONS = {
     "model": ModelConfig, "data": DataConfig, "tiers": TiersConfig,
     "prune": PruneConfig, "finetune": FinetuneConfig, "run": RunConfig, "slurm": SlurmConfig,
+    "eval": EvalConfig,
 }
 
 

@@ -42,7 +42,7 @@ class StepContext:
     iteration: int
     config: CampaignConfig
     schedule: Any  # tierctl.core.schedule.Schedule
-    row: Any  # tierctl.core.schedule.ScheduleRow of this iteration
+    row: Any  # tierctl.core.schedule.ScheduleRow of this iteration (None for iteration 0, the reference)
     sink: EventSink
     device_override: str | None = None
 
@@ -82,7 +82,7 @@ def one_line(exc: BaseException) -> str:
 def parse_args(step: str, argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"python -m tierctl.steps {step}", description=f"the {step} step of a campaign")
     p.add_argument("--campaign", required=True, type=Path, help="campaign directory")
-    p.add_argument("--iter", required=True, type=int, dest="iteration", help="iteration number (from 1)")
+    p.add_argument("--iter", required=True, type=int, dest="iteration", help="iteration number (0: the reference, eval step only)")
     p.add_argument("--device", choices=DEVICES, default=None, help="overrides [model] device of campaign.toml")
     return p.parse_args(argv)
 
@@ -97,8 +97,11 @@ def _open_context(step: str, args: argparse.Namespace) -> tuple[CampaignLayout, 
     config = load_config(layout.config)
     schedule = load_schedule(layout.schedule)
     n = args.iteration
+    if n == 0 and step == "eval":  # iteration 0: the reference, measured by the eval step alone
+        return layout, config, schedule, None
     if n < 1 or n > len(schedule):
-        raise BadInput(f"--iter {n}: {layout.schedule} has iterations 1..{len(schedule)}")
+        raise BadInput(f"--iter {n}: {layout.schedule} has iterations 1..{len(schedule)}"
+                       f"{' (0, the reference, has only an eval step)' if n == 0 else ''}")
     return layout, config, schedule, schedule.row(n)
 
 
@@ -217,4 +220,29 @@ def measure_ppl(ctx: StepContext, model: Any, tokenizer: Any, metric: str = "ppl
     result = evaluate_source(model, tokenizer, d.eval, d.seqlen, d.eval_windows, d.batch_size,
                              on_progress=on_progress, layers_on=layers_on)
     ctx.sink.metric(metric, result.ppl)
+    return result
+
+
+def measure_zero_shot(ctx: StepContext, model: Any, tokenizer: Any, layers_on: Any = None) -> dict[str, Any] | None:
+    """[eval] tasks through lm-eval on the in-memory model (tierctl/lm/zeroshot.py); None when none are listed.
+
+    Emits a log line per task and a `metric` event `zeroshot_acc` (the mean acc). A model streamed layer by
+    layer (offload "layers") is evaluated where it is held, on the CPU: lm-eval needs the whole model.
+    """
+    e = ctx.config.eval
+    if not e.tasks:
+        return None
+    from tierctl.lm.zeroshot import zero_shot
+
+    if layers_on is not None:
+        ctx.sink.log(f"zero-shot tasks run on the CPU copy of the model (offload layers keeps it off {layers_on})")
+    ctx.sink.log(f"zero-shot: {', '.join(e.tasks)} through lm-eval (num_fewshot {e.num_fewshot}"
+                 f"{f', limit {e.limit}' if e.limit else ''})")
+    result = zero_shot(model, tokenizer, e.tasks, e.num_fewshot, e.limit, e.task_paths, e.batch_size)
+    for task, row in result["tasks"].items():
+        parts = [f"{m} {row[m]:.4f} +- {row[m + '_stderr']:.4f}" for m in ("acc", "acc_norm")
+                 if m in row and m + "_stderr" in row]
+        ctx.sink.log(f"{task}: {', '.join(parts) or 'no acc metric'}")
+    if result["mean_acc"] is not None:
+        ctx.sink.metric("zeroshot_acc", result["mean_acc"])
     return result

@@ -120,7 +120,7 @@ def body(ctx: StepContext) -> None:
         return
 
     baseline = method != "progressive"
-    if baseline:  # one-shot Wanda baselines have element-wise masks and no tier map
+    if baseline:  # one-shot Wanda baselines and the control have element-wise masks and no tier map
         tiers, block, k = None, cfg.tiers.block_size, cfg.tiers.topk_per_block
     else:
         tiers, meta = load_tiers(layout.tiers(n))
@@ -135,8 +135,10 @@ def body(ctx: StepContext) -> None:
                                       trust_remote_code=cfg.model.trust_remote_code)
         if tiers is None:
             # The mask is the pruned model's zeros; all-DENSE maps carry no block pattern to check.
+            # The control (method "none") pruned nothing and holds nothing: a weight that happens to be
+            # zero in the base model is free to move, as in a plain fine-tune.
             linears = _linears(model)
-            keep = {name: lin.weight.detach().cpu() != 0 for name, lin in linears.items()}
+            keep = {name: (lin.weight.detach().cpu() != 0) | (method == "none") for name, lin in linears.items()}
             tiers = {name: dense_map(lin.weight.shape, block) for name, lin in linears.items()}
         else:
             keep = build_masks(model, tiers, block)

@@ -16,6 +16,10 @@ element-wise); metrics.json then has "method", "baseline" (its settings), "compo
 per_layer entries with "sparsity" only. A baseline iteration N > 1 re-applies the same one-shot mask
 to iter<N-1>/model: the weights it pruned before score 0 and are chosen again, so the mask stays.
 
+The control ([prune] method "none") prunes nothing: it writes the input model as iter<N>/model, no tier
+map and no act_norms, and measures ppl_pruned (the input model's ppl), so its fine-tune is the only
+change: the same machinery, schedule epochs and [finetune] budget as the campaign it controls.
+
 [model] offload "layers" (or "auto" on CUDA when the parameters exceed ~70% of free device memory)
 keeps the model on CPU and moves one decoder layer at a time to the device, for the prune and for
 ppl_pruned (tierctl/lm/offload.py); metrics.json records "offload": "layers" | "never".
@@ -37,6 +41,7 @@ from tierctl.errors import BadInput, StepFailed
 from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, read_metrics, run_step
 
 STEP = "prune"
+CONTROL = "none"  # [prune] method of the fine-tune-only control
 
 
 def previous_tiers(ctx: StepContext) -> dict[str, Any] | None:
@@ -142,6 +147,19 @@ def prune_violations(result: Any) -> int:
     return sum(result.violations.values())
 
 
+def unpruned(model: Any) -> Any:
+    """The control's PruneResult: nothing pruned, the base model's own zeros counted (usually none)."""
+    from tierctl.lm.models import prunable_linears
+    from tierctl.lm.prune import PruneResult, count_zeros
+
+    per_layer = {name: {"sparsity": count_zeros(lin.weight) / lin.weight.numel()}
+                 for name, lin in prunable_linears(model).items()}
+    zeros = sum(count_zeros(lin.weight) for lin in prunable_linears(model).values())
+    weights = sum(lin.weight.numel() for lin in prunable_linears(model).values())
+    return PruneResult(CONTROL, {}, {}, per_layer, None, zeros / weights, None, zeros, weights,
+                       {"calibrate_s": 0.0, "prune_s": 0.0})
+
+
 def body(ctx: StepContext) -> None:
     from tierctl.core.tiers import save_tiers
     from tierctl.lm.evaluate import max_positions
@@ -176,11 +194,14 @@ def body(ctx: StepContext) -> None:
     # A rerun replaces the iteration: it is not done while its outputs are being rewritten.
     remove_path(layout.metrics(n))
 
-    baseline = None if method == PROGRESSIVE else baseline_settings(method, cfg.prune.sparsity, cfg.prune.n,
-                                                                    cfg.prune.m)
-    per_matrix, allocation = ({}, {"method": "uniform"}) if cfg.prune.allocation == "uniform" else \
-        allocate(ctx, model, windows, prev, layers_on)
-    if method == PROGRESSIVE:
+    baseline = None if method in (PROGRESSIVE, CONTROL) else \
+        baseline_settings(method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m)
+    per_matrix, allocation = ({}, {"method": "uniform"}) if cfg.prune.allocation == "uniform" or method == CONTROL \
+        else allocate(ctx, model, windows, prev, layers_on)
+    if method == CONTROL:
+        sink.log("none: the fine-tune-only control, nothing pruned")
+        result = unpruned(model)
+    elif method == PROGRESSIVE:
         sink.log(f"progressive: dense {row.dense:g}, topk {row.topk:g} of the blocks of every matrix "
                  f"(from {'iter' + str(n - 1) + ' tiers' if prev else 'all dense'}; {allocation['method']})")
         result = prune_model(model, windows, prev, row.dense, row.topk, b, k, d.batch_size, sink=sink,
@@ -198,8 +219,11 @@ def body(ctx: StepContext) -> None:
         remove_path(layout.tiers(n))  # left by an earlier progressive run of this iteration
     calib = {"source": d.calib, "nsamples": d.nsamples, "seqlen": d.seqlen, "seed": d.seed,
              "batch_size": d.batch_size, "tokens": int(windows.numel())}
-    save_act_norms(layout.act_norms(n), result.act_norms,
-                   {"iteration": str(n), "method": method, **{key: str(v) for key, v in calib.items()}})
+    if method == CONTROL:  # no statistics were collected: nothing was scored
+        remove_path(layout.act_norms(n))
+    else:
+        save_act_norms(layout.act_norms(n), result.act_norms,
+                       {"iteration": str(n), "method": method, **{key: str(v) for key, v in calib.items()}})
     save_model(model, tokenizer, layout.model(n))
     save_s = time.perf_counter() - t0
 
