@@ -82,7 +82,8 @@ def one_line(exc: BaseException) -> str:
 def parse_args(step: str, argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"python -m tierctl.steps {step}", description=f"the {step} step of a campaign")
     p.add_argument("--campaign", required=True, type=Path, help="campaign directory")
-    p.add_argument("--iter", required=True, type=int, dest="iteration", help="iteration number (0: the reference, eval step only)")
+    p.add_argument("--iter", required=True, type=int, dest="iteration",
+                   help="iteration number (0: the reference, eval step only)")
     p.add_argument("--device", choices=DEVICES, default=None, help="overrides [model] device of campaign.toml")
     return p.parse_args(argv)
 
