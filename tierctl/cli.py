@@ -283,7 +283,7 @@ def status(
     if origin is not None:
         console.print(f"forked from {origin.label} (iterations 1..{origin.iteration} shared)", highlight=False,
                       soft_wrap=True)
-    for it in st.iterations:
+    for it in [st.reference, *st.iterations]:
         for step, err in it.errors.items():
             console.print(f"[red]iteration {it.iteration} {step} failed:[/] {err} "
                           f"(log: {layout.step_log(it.iteration, step)})", highlight=False, soft_wrap=True)

@@ -127,6 +127,12 @@ def with_live_steps(status: CampaignStatus, model: LiveModel) -> CampaignStatus:
 
     The files only change when a step ends; between, the events are the fresher source.
     """
+    if model.iteration == 0:  # the reference: its one step
+        ref = status.reference
+        live_eval = model.steps["eval"].status
+        if ref.steps["eval"] != "done" and live_eval != "pending":
+            return dataclasses.replace(status, reference=dataclasses.replace(ref, steps={"eval": live_eval}))
+        return status
     if model.iteration is None or not 1 <= model.iteration <= len(status.iterations):
         return status
     its = list(status.iterations)

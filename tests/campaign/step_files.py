@@ -50,9 +50,9 @@ def finetune_done(layout: CampaignLayout, n: int) -> None:
     event(layout, n, "finetune", "end", status="ok")
 
 
-def eval_done(layout: CampaignLayout, n: int, ppl: float = 30.0) -> None:
+def eval_done(layout: CampaignLayout, n: int, ppl: float = 30.0, interval: list[float] | None = None) -> None:
     event(layout, n, "eval", "start")
-    _merge(layout, n, ppl=ppl)
+    _merge(layout, n, ppl=ppl, ppl_interval=interval or [ppl * 0.9, ppl * 1.1])
     event(layout, n, "eval", "end", status="ok")
 
 
@@ -60,3 +60,11 @@ def iteration_done(layout: CampaignLayout, n: int) -> None:
     prune_done(layout, n)
     finetune_done(layout, n)
     eval_done(layout, n)
+
+
+def reference_done(layout: CampaignLayout, ppl: float = 20.0, interval: list[float] | None = None) -> None:
+    """Iteration 0 as the eval step leaves it: iter0/metrics.json written once, with its ppl."""
+    event(layout, 0, "eval", "start")
+    _merge(layout, 0, iteration=0, reference=True, composition=None, sparsity=0.0, ppl_pruned=None, ppl=ppl,
+           ppl_interval=interval or [ppl * 0.9, ppl * 1.1])
+    event(layout, 0, "eval", "end", status="ok")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.campaign.step_files import event, iteration_done, prune_done
+from tests.campaign.step_files import event, iteration_done, prune_done, reference_done
 from tests.helpers import make_campaign
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.state import campaign_status
@@ -18,8 +18,9 @@ def plan(layout, **kw):
 
 
 @pytest.mark.parametrize(("kw", "message"), [
-    ({"iteration": 0}, r"--iter 0: .*schedule.csv has iterations 1..5"),
+    ({"iteration": -1}, r"--iter -1: .*schedule.csv has iterations 1..5 \(and 0, the reference\)"),
     ({"iteration": 6}, r"--iter 6: .*schedule.csv has iterations 1..5"),
+    ({"iteration": 0, "step": "prune"}, r"--step prune: iteration 0 \(the reference\) has only an eval step"),
     ({}, r"give --iter N or --all"),
     ({"iteration": 1, "all": True}, r"--all and --iter"),
     ({"all": True, "step": "prune"}, r"--step runs one step of one iteration"),
@@ -39,8 +40,21 @@ def test_all_runs_every_step_not_done_in_order(tmp_path):
     iteration_done(layout, 1)
     prune_done(layout, 2)
     todo = plan(layout, all=True)
-    assert todo[:3] == [(2, "finetune"), (2, "eval"), (3, "prune")]
-    assert len(todo) == 2 + 3 * 3
+    assert todo[:4] == [(0, "eval"), (2, "finetune"), (2, "eval"), (3, "prune")]
+    assert len(todo) == 1 + 2 + 3 * 3
+    reference_done(layout)
+    assert plan(layout, all=True)[0] == (2, "finetune")
+
+
+def test_iteration_0_runs_alone_once_and_again_with_force(tmp_path):
+    layout = make_campaign(tmp_path)
+    assert plan(layout, iteration=0) == [(0, "eval")]
+    reference_done(layout)
+    assert plan(layout, iteration=0) == []
+    req = RunRequest(iteration=0, force=True)
+    assert plan_run(layout, campaign_status(layout), req) == [(0, "eval")]
+    invalidate(layout, req)
+    assert campaign_status(layout).reference.steps["eval"] == "pending"
 
 
 def test_a_resume_skips_the_steps_that_are_done(tmp_path):
@@ -115,7 +129,8 @@ def test_force_eval_clears_only_the_ppl(tmp_path):
 def test_force_all_removes_every_iteration(tmp_path):
     layout = make_campaign(tmp_path)
     iteration_done(layout, 1)
+    reference_done(layout)
     req = RunRequest(all=True, force=True)
-    assert len(plan_run(layout, campaign_status(layout), req)) == 15
+    assert len(plan_run(layout, campaign_status(layout), req)) == 1 + 15
     invalidate(layout, req)
     assert layout.iterations_on_disk() == []

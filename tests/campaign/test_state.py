@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.campaign.step_files import COMP, eval_done, event, finetune_done, iteration_done, prune_done
+from tests.campaign.step_files import (
+    COMP,
+    eval_done,
+    event,
+    finetune_done,
+    iteration_done,
+    prune_done,
+    reference_done,
+)
 from tests.helpers import make_campaign
 from tierctl.campaign.layout import CampaignLock
 from tierctl.campaign.state import campaign_status
@@ -20,21 +28,35 @@ def test_a_new_campaign_has_every_iteration_of_the_schedule_pending(tmp_path):
     st = campaign_status(layout)
     assert [it.iteration for it in st.iterations] == [1, 2, 3, 4, 5]
     assert all(it.steps == {"prune": "pending", "finetune": "pending", "eval": "pending"} for it in st.iterations)
-    assert st.next == (1, "prune")
+    assert st.reference.iteration == 0 and st.reference.steps == {"eval": "pending"}
+    assert st.next == (0, "eval")  # the reference first
     assert st.holder is None and st.running is None
 
 
-def test_to_json_has_exactly_the_keys_of_spec_section_7(tmp_path):
+def test_to_json_has_the_keys_of_spec_section_7_with_intervals_and_ratios(tmp_path):
     layout = make_campaign(tmp_path)
     prune_done(layout, 1)
     js = campaign_status(layout).to_json()
     assert set(js) == {"campaign", "iterations", "halted"}  # halted: the guardrail (docs/cli.md)
     assert js["campaign"] == "camp"
-    assert js["iterations"][0] == {
+    assert js["iterations"][1] == {
         "iteration": 1, "steps": {"prune": "done", "finetune": "pending", "eval": "pending"},
         "composition": COMP, "sparsity": 0.05, "ppl_pruned": 40.0, "ppl": None,
+        "ppl_pruned_interval": None, "ppl_interval": None, "ppl_pruned_ratio": None, "ppl_ratio": None,
+        "zeroshot": None,
     }
-    assert js["iterations"][1]["composition"] is None
+    assert js["iterations"][2]["composition"] is None
+
+
+def test_iteration_0_comes_first_and_every_ppl_has_its_ratio_to_it(tmp_path):
+    layout = make_campaign(tmp_path)
+    reference_done(layout, ppl=20.0, interval=[19.0, 21.0])
+    iteration_done(layout, 1)  # ppl_pruned 40, ppl 30
+    first, second = campaign_status(layout).to_json()["iterations"][:2]
+    assert first == {"iteration": 0, "steps": {"eval": "done"}, "composition": None, "sparsity": 0.0,
+                     "ppl_pruned": None, "ppl": 20.0, "ppl_pruned_interval": None, "ppl_interval": [19.0, 21.0],
+                     "ppl_pruned_ratio": None, "ppl_ratio": 1.0, "zeroshot": None}
+    assert second["iteration"] == 1 and second["ppl_ratio"] == 1.5 and second["ppl_pruned_ratio"] == 2.0
 
 
 def test_each_step_is_done_when_its_output_file_is_in_place(tmp_path):
@@ -46,7 +68,9 @@ def test_each_step_is_done_when_its_output_file_is_in_place(tmp_path):
     eval_done(layout, 1, ppl=31.5)
     st = campaign_status(layout)
     assert st.iteration(1).complete and st.iteration(1).ppl == 31.5
-    assert st.next == (2, "prune")
+    assert st.next == (0, "eval")  # the reference was never measured
+    reference_done(layout)
+    assert campaign_status(layout).next == (2, "prune")
 
 
 def test_a_temporary_metrics_file_of_a_killed_write_does_not_count(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from tests.campaign.step_files import event, iteration_done, prune_done
+from tests.campaign.step_files import event, iteration_done, prune_done, reference_done
 from tests.helpers import make_campaign
 from tierctl.campaign.layout import CampaignLock
 from tierctl.cli import app
@@ -18,25 +18,33 @@ def invoke(*args: str):
     return runner.invoke(app, ["status", *args], env={"COLUMNS": "120", "NO_COLOR": "1"})
 
 
-def test_json_is_spec_section_7(tmp_path):
+def test_json_is_spec_section_7_with_the_reference_first(tmp_path):
     layout = make_campaign(tmp_path)
+    reference_done(layout, ppl=20.0, interval=[19.0, 21.0])
     iteration_done(layout, 1)
     prune_done(layout, 2, comp={"dense": 0.8, "semi": 0.1, "topk": 0.1}, ppl_pruned=55.0)
     r = invoke(str(layout.root), "--json")
     assert r.exit_code == 0
     data = json.loads(r.stdout)
+    none = {"ppl_pruned_interval": None, "ppl_interval": None, "ppl_pruned_ratio": None, "ppl_ratio": None,
+            "zeroshot": None}
     assert data == {"campaign": "camp", "iterations": [
+        {"iteration": 0, "steps": {"eval": "done"}, "composition": None, "sparsity": 0.0, "ppl_pruned": None,
+         "ppl": 20.0, **none, "ppl_interval": [19.0, 21.0], "ppl_ratio": 1.0},
         {"iteration": 1, "steps": {"prune": "done", "finetune": "done", "eval": "done"},
-         "composition": {"dense": 0.9, "semi": 0.1, "topk": 0.0}, "sparsity": 0.05, "ppl_pruned": 40.0, "ppl": 30.0},
+         "composition": {"dense": 0.9, "semi": 0.1, "topk": 0.0}, "sparsity": 0.05, "ppl_pruned": 40.0, "ppl": 30.0,
+         **none, "ppl_interval": [27.0, 33.0], "ppl_pruned_ratio": 2.0, "ppl_ratio": 1.5},
         {"iteration": 2, "steps": {"prune": "done", "finetune": "pending", "eval": "pending"},
-         "composition": {"dense": 0.8, "semi": 0.1, "topk": 0.1}, "sparsity": 0.05, "ppl_pruned": 55.0, "ppl": None},
+         "composition": {"dense": 0.8, "semi": 0.1, "topk": 0.1}, "sparsity": 0.05, "ppl_pruned": 55.0, "ppl": None,
+         **none, "ppl_pruned_ratio": 2.75},
         *[{"iteration": n, "steps": {"prune": "pending", "finetune": "pending", "eval": "pending"},
-           "composition": None, "sparsity": None, "ppl_pruned": None, "ppl": None} for n in (3, 4, 5)],
+           "composition": None, "sparsity": None, "ppl_pruned": None, "ppl": None, **none} for n in (3, 4, 5)],
     ], "halted": None}
 
 
 def test_the_table_shows_steps_composition_sparsity_ppl_and_what_is_next(tmp_path):
     layout = make_campaign(tmp_path)
+    reference_done(layout, ppl=20.0)
     iteration_done(layout, 1)
     r = invoke(str(layout.root))
     assert r.exit_code == 0
@@ -44,6 +52,9 @@ def test_the_table_shows_steps_composition_sparsity_ppl_and_what_is_next(tmp_pat
     assert lines[0].strip() == "campaign camp"
     row1 = next(line for line in lines if line.lstrip().startswith("1 "))
     assert "✓ done" in row1 and "90/10/0" in row1 and "5.0%" in row1 and "40.00" in row1 and "30.00" in row1
+    assert "27.00-33.00" in row1 and "1.50x" in row1  # its 95% interval, and 30 / 20
+    row0 = next(line for line in lines if line.lstrip().startswith("0 "))
+    assert "reference" in row0 and "20.00" in row0 and "18.00-22.00" in row0 and "1.00x" in row0
     row2 = next(line for line in lines if line.lstrip().startswith("2 "))
     assert row2.count("· pending") == 3
     assert lines[-1] == f"next: iteration 2 prune — tierctl run {layout.root} --all"
@@ -63,7 +74,7 @@ def test_a_running_campaign_names_the_step_and_the_holder(tmp_path):
     event(layout, 1, "prune", "start")
     with CampaignLock(layout.lock):
         r = invoke(str(layout.root), "--json")
-        assert json.loads(r.stdout)["iterations"][0]["steps"]["prune"] == "running"
+        assert json.loads(r.stdout)["iterations"][1]["steps"]["prune"] == "running"
         r = invoke(str(layout.root))
     assert "▶ running" in r.stdout
     assert r.stdout.splitlines()[-1].startswith("running: iteration 1 prune (pid ")

@@ -12,7 +12,9 @@ runs only under the campaign lock, after the plan was accepted.
   model is gone, so redoing the fine-tune means redoing the prune: refused, naming that command.
 - `--force --step eval`: clears `ppl` of N (so a failed redo is not shown as done), runs eval again.
   Nothing depends on a perplexity, so later iterations stay.
-- `--all --force`: removes every iteration and runs the campaign from iteration 1.
+- `--all --force`: removes every iteration, the reference included, and runs the whole campaign again.
+- Iteration 0, the reference, has one step (eval). `--all` runs it first when it is not done; `--iter 0`
+  runs it alone (`--force` remeasures it). No iteration waits for it: `--iter N` runs without it.
 Nothing asks for confirmation: --force is the confirmation.
 """
 
@@ -46,8 +48,11 @@ def check_request(req: RunRequest, n_iterations: int, schedule_path: object = "s
         raise BadInput("--step runs one step of one iteration: use it with --iter N, not --all")
     if req.step is not None and req.step not in STEPS:
         raise BadInput(f"--step {req.step}: must be one of {', '.join(STEPS)}")
-    if req.iteration is not None and not 1 <= req.iteration <= n_iterations:
-        raise BadInput(f"--iter {req.iteration}: {schedule_path} has iterations 1..{n_iterations}")
+    if req.iteration == 0 and req.step not in (None, "eval"):
+        raise BadInput(f"--step {req.step}: iteration 0 (the reference) has only an eval step")
+    if req.iteration is not None and not 0 <= req.iteration <= n_iterations:
+        raise BadInput(f"--iter {req.iteration}: {schedule_path} has iterations 1..{n_iterations} "
+                       f"(and 0, the reference)")
 
 
 def _run_hint(layout: CampaignLayout, n: int, force: bool = False) -> str:
@@ -61,16 +66,19 @@ def plan_run(layout: CampaignLayout, status: CampaignStatus, req: RunRequest) ->
     an earlier one is incomplete (they would be stale), and `--force` of a done fine-tune.
     """
     check_request(req, len(status.iterations), layout.schedule)
+    reference = [(0, "eval")] if req.force or status.reference.steps["eval"] != DONE else []
     if req.all:
         if req.force:
-            return [(it.iteration, s) for it in status.iterations for s in STEPS]
+            return reference + [(it.iteration, s) for it in status.iterations for s in STEPS]
         todo = [(it.iteration, s) for it in status.iterations for s in STEPS if it.steps[s] != DONE]
         if todo:
             _refuse_stale_later(layout, status, todo[0][0])
-        return todo
+        return reference + todo
 
     n = req.iteration
     assert n is not None
+    if n == 0:
+        return reference
     it = status.iteration(n)
     redo_from_prune = req.force and req.step in (None, "prune")
     if req.step is None:
@@ -129,7 +137,10 @@ def invalidate(layout: CampaignLayout, req: RunRequest) -> list[str]:
                 removed.append(str(layout.iter_dir(m)))
 
     if req.all:
-        drop_from(1)
+        drop_from(0)
+    elif req.iteration == 0:
+        remove_path(layout.metrics(0))  # the reference is not done while it is remeasured
+        removed.append(f"{layout.metrics(0)}")
     elif req.step in (None, "prune"):
         assert req.iteration is not None
         drop_from(req.iteration)

@@ -42,7 +42,13 @@ from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.procs import process_groups, signal_groups
 from tierctl.campaign.resume import resume_point, run_command
-from tierctl.campaign.state import DONE, campaign_status, iteration_status, load_campaign_schedule
+from tierctl.campaign.state import (
+    DONE,
+    campaign_status,
+    iteration_status,
+    load_campaign_schedule,
+    reference_status,
+)
 from tierctl.core.events import Event, parse_line
 from tierctl.errors import BadInput
 
@@ -252,11 +258,29 @@ def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tupl
 
     The base model only matters to the prune of iteration 1 (later iterations start from iter<N-1>/model).
     """
-    if plan and plan[0] == (1, "prune"):
+    if (0, "eval") in plan or (1, "prune") in plan:  # iteration 0 measures the base model too
         check_model_spec(config.model.name, f"{layout.config}: [model] name")
     if plan:
         check_text_source(config.data.calib, f"{layout.config}: [data] calib")
         check_text_source(config.data.eval, f"{layout.config}: [data] eval")
+    if config.eval.tasks and any(step == "eval" for _, step in plan):
+        check_tasks(layout)
+
+
+def check_tasks(layout: CampaignLayout, python: str | None = None) -> None:
+    """[eval] tasks that lm-eval does not know or cannot load: BadInput naming the task, before any step.
+
+    A subprocess (`python -m tierctl.steps tasks`): lm-eval and torch stay out of the runner's process.
+    """
+    argv = [python or sys.executable, "-m", "tierctl.steps", "tasks", "--campaign", str(layout.root.resolve())]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)  # noqa: S603
+    if proc.returncode == 0:
+        return
+    lines = [x.strip() for x in proc.stderr.splitlines() if x.strip()]
+    last = lines[-1] if lines else f"exited with code {proc.returncode}"
+    if proc.returncode == 2 and last.startswith("tierctl: "):
+        raise BadInput(f"{layout.config}: {last[len('tierctl: '):]}")
+    raise BadInput(f"{layout.config}: [eval] tasks could not be checked: {last}")
 
 
 def check_launcher(launcher: str, plan: list[tuple[int, str]], executor: Any = None) -> None:
@@ -273,7 +297,7 @@ def _resume_note(layout: CampaignLayout, plan: list[tuple[int, str]]) -> str:
     """`iteration 1: the fine-tune resumes from its checkpoint at step 450 of 677; ` for the first step
     of the plan that is not done (empty when every step of the plan is done)."""
     for n, step in plan:
-        if iteration_status(layout, n, lock_held=True).steps[step] != DONE:
+        if _step_state(layout, n, step) != DONE:
             return f"iteration {n}: {resume_point(layout, n, step)}; "
     return ""
 
@@ -284,6 +308,8 @@ def first_input_model(layout: CampaignLayout, plan: list[tuple[int, str]]) -> st
     The prune of iteration N > 1 starts from iter<N-1>/model; the fine-tune and eval read iter<N>/model.
     """
     n, step = plan[0]
+    if n == 0:  # the reference measures the base model
+        return None
     if step == "prune":
         return None if n == 1 else str(layout.model(n - 1))
     return str(layout.model(n))
@@ -291,6 +317,12 @@ def first_input_model(layout: CampaignLayout, plan: list[tuple[int, str]]) -> st
 
 def _warn(line: str) -> None:
     print(f"tierctl: warning: {line}", file=sys.stderr)
+
+
+def _step_state(layout: CampaignLayout, n: int, step: str) -> str:
+    """The state of one step under the lock (iteration 0 is the reference, with its eval step only)."""
+    it = reference_status(layout, True) if n == 0 else iteration_status(layout, n, lock_held=True)
+    return it.steps[step]
 
 
 def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | None = None,
@@ -374,7 +406,7 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             if not result.ok:  # a step that failed is exit 1, whatever its own code (bad input is refused earlier)
                 return RunOutcome(1, f"iteration {n} {step} failed: {result.error} (log: {result.log})",
                                   results, removed)
-            if iteration_status(layout, n, lock_held=True).steps[step] != DONE:
+            if _step_state(layout, n, step) != DONE:
                 return RunOutcome(1, f"iteration {n} {step} ended ok but its outputs are missing "
                                      f"(log: {result.log})", results, removed)
             if step == "eval" and config.run.max_ppl_ratio > 0:

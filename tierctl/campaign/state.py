@@ -12,6 +12,10 @@ the iteration's events.jsonl together with the campaign lock:
     a start without an end -> running while the lock is held and this is the iteration's newest start,
     else failed (the step was killed: the campaign is resumable from the files).
 
+Iteration 0 is the reference (the starting model, measured once): one step, `eval`, done <=>
+iter0/metrics.json holds a ppl. It is `CampaignStatus.reference`, listed first by `to_json`; every later
+ppl is also given as a ratio to it (`ppl_ratio`, `ppl_pruned_ratio`).
+
 A half-written file never counts: every writer renames a temporary file into place, and the state
 ignores temporary names. No torch, no pandas.
 """
@@ -55,22 +59,35 @@ class IterationStatus:
     metrics: dict[str, Any] | None = None  # iter<N>/metrics.json as read (None before the prune is done)
     pid: int | None = None  # the process of the running step (set only while a step of it runs)
     orphaned: bool = False  # that step goes on alone: its runner died (it holds the lock until it ends)
+    ppl_interval: list[float] | None = None  # [low, high], 95% (lm/evaluate.py INTERVAL)
+    ppl_pruned_interval: list[float] | None = None
+    zeroshot: dict[str, Any] | None = None  # {"tasks": {task: {acc, acc_stderr, ...}}, "mean_acc", ...}
 
     @property
     def complete(self) -> bool:
-        return all(self.steps[s] == DONE for s in STEPS)
+        return all(state == DONE for state in self.steps.values())
 
     @property
     def next_step(self) -> str | None:
         """The first step of this iteration that is not done (the one a resume starts with)."""
-        return next((s for s in STEPS if self.steps[s] != DONE), None)
+        return next((s for s, state in self.steps.items() if state != DONE), None)
 
     @property
     def running_step(self) -> str | None:
-        return next((s for s in STEPS if self.steps[s] == RUNNING), None)
+        return next((s for s, state in self.steps.items() if state == RUNNING), None)
 
-    def to_json(self) -> dict[str, Any]:
-        """The iteration object of SPEC section 7; while one of its steps runs, also its `pid` and `orphaned`."""
+    @property
+    def mean_acc(self) -> float | None:
+        """The mean zero-shot acc over the campaign's [eval] tasks, None without tasks."""
+        return _number((self.zeroshot or {}).get("mean_acc"))
+
+    def to_json(self, reference_ppl: float | None = None) -> dict[str, Any]:
+        """The iteration object of SPEC section 7, plus the intervals, the ratios to the reference
+        (iteration 0's ppl; null while it is not measured) and the zero-shot results; while one of its
+        steps runs, also its `pid` and `orphaned`."""
+        def ratio(v: float | None) -> float | None:
+            return v / reference_ppl if v is not None and reference_ppl else None
+
         out = {
             "iteration": self.iteration,
             "steps": dict(self.steps),
@@ -78,6 +95,11 @@ class IterationStatus:
             "sparsity": self.sparsity,
             "ppl_pruned": self.ppl_pruned,
             "ppl": self.ppl,
+            "ppl_pruned_interval": self.ppl_pruned_interval,
+            "ppl_interval": self.ppl_interval,
+            "ppl_pruned_ratio": ratio(self.ppl_pruned),
+            "ppl_ratio": ratio(self.ppl),
+            "zeroshot": self.zeroshot,
         }
         if self.running_step is not None:
             out.update(pid=self.pid, orphaned=self.orphaned)
@@ -92,6 +114,11 @@ class CampaignStatus:
     iterations: list[IterationStatus]
     holder: Holder | None = None
     halt: Any = None  # tierctl.campaign.guardrail.Halt when the guardrail halted the campaign
+    reference: IterationStatus = field(default_factory=lambda: IterationStatus(0, {"eval": PENDING}))
+
+    @property
+    def reference_ppl(self) -> float | None:
+        return self.reference.ppl
 
     def iteration(self, n: int) -> IterationStatus:
         if not 1 <= n <= len(self.iterations):
@@ -100,12 +127,12 @@ class CampaignStatus:
 
     @property
     def complete(self) -> bool:
-        return all(it.complete for it in self.iterations)
+        return self.reference.complete and all(it.complete for it in self.iterations)
 
     @property
     def next(self) -> tuple[int, str] | None:
-        """(iteration, step) a resume of the whole campaign runs next, or None when all is done."""
-        for it in self.iterations:
+        """(iteration, step) a resume of the whole campaign runs next (iteration 0 first), or None when all is done."""
+        for it in [self.reference, *self.iterations]:
             step = it.next_step
             if step is not None:
                 return it.iteration, step
@@ -113,7 +140,7 @@ class CampaignStatus:
 
     @property
     def running(self) -> tuple[int, str] | None:
-        for it in self.iterations:
+        for it in [self.reference, *self.iterations]:
             step = it.running_step
             if step is not None:
                 return it.iteration, step
@@ -132,7 +159,9 @@ class CampaignStatus:
 
     def to_json(self) -> dict[str, Any]:
         """`tierctl status --json` (SPEC section 7)."""
-        return {"campaign": self.name, "iterations": [it.to_json() for it in self.iterations],
+        ref = self.reference_ppl
+        return {"campaign": self.name,
+                "iterations": [it.to_json(ref) for it in [self.reference, *self.iterations]],
                 "halted": self.halt.to_json() if self.halt is not None else None}
 
 
@@ -217,6 +246,19 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
             it.steps[step], err = _from_events(events, step, lock_held)
             if err is not None and it.steps[step] == FAILED:
                 it.errors[step] = err
+    _read_values(it, metrics, done["eval"])
+    return it
+
+
+def _interval(v: Any) -> list[float] | None:
+    """[low, high] of two finite numbers, else None."""
+    if isinstance(v, list) and len(v) == 2 and all(_number(x) is not None for x in v):
+        return [float(v[0]), float(v[1])]
+    return None
+
+
+def _read_values(it: IterationStatus, metrics: dict[str, Any] | None, evaluated: bool) -> None:
+    """The numbers of metrics.json that status shows (ppl and its interval only once the eval is done)."""
     if metrics is not None:
         it.metrics = metrics
         comp = metrics.get("composition")
@@ -224,9 +266,28 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
             it.composition = {k: float(v) for k, v in comp.items() if _number(v) is not None}
         it.sparsity = _number(metrics.get("sparsity"))
         it.ppl_pruned = _number(metrics.get("ppl_pruned"))
-        it.ppl = _number(metrics.get("ppl")) if done["eval"] else None
+        it.ppl = _number(metrics.get("ppl")) if evaluated else None
+        it.ppl_interval = _interval(metrics.get("ppl_interval")) if evaluated else None
+        it.ppl_pruned_interval = _interval(metrics.get("ppl_pruned_interval"))
+        zeroshot = metrics.get("zeroshot")
+        it.zeroshot = zeroshot if isinstance(zeroshot, dict) and evaluated else None
         per_layer = metrics.get("per_layer")
         it.per_layer = per_layer if isinstance(per_layer, dict) else None
+
+
+def reference_status(layout: CampaignLayout, lock_held: bool) -> IterationStatus:
+    """Iteration 0: its eval step is done <=> iter0/metrics.json holds a ppl."""
+    it = IterationStatus(0, {"eval": PENDING})
+    metrics = read_metrics(layout.metrics(0))
+    done = metrics is not None and _number(metrics.get("ppl")) is not None
+    if done:
+        it.steps["eval"] = DONE
+    else:
+        events = read_events(layout.events(0)) if layout.events(0).is_file() else []
+        it.steps["eval"], err = _from_events(events, "eval", lock_held)
+        if err is not None and it.steps["eval"] == FAILED:
+            it.errors["eval"] = err
+    _read_values(it, metrics, done)
     return it
 
 
@@ -240,10 +301,11 @@ def campaign_status(layout: CampaignLayout, schedule: Any | None = None, check: 
         schedule = load_campaign_schedule(layout)
     holder = campaign_holder(layout)
     its = [iteration_status(layout, n, holder is not None) for n in range(1, len(schedule) + 1)]
-    for it in its:
+    reference = reference_status(layout, holder is not None)
+    for it in [reference, *its]:
         if holder is not None and it.running_step is not None:
             _mark_holder(it, holder)
-    status = CampaignStatus(layout.name, its, holder)
+    status = CampaignStatus(layout.name, its, holder, reference=reference)
     if check:
         check_history(layout, schedule, status)
     status.halt = _halt(layout, status, schedule)

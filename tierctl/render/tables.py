@@ -44,21 +44,48 @@ def iteration_state(steps: Mapping[str, str]) -> Text:
     return Text(f"✓ {done[-1]}", style="yellow") if done else step_state("pending")
 
 
+def interval_text(interval: Sequence[float] | None) -> str:
+    """`28.1-32.0`: a 95% ppl interval in one short cell ("-" when there is none)."""
+    if not interval:
+        return "-"
+    return f"{interval[0]:.{_digits(interval[0])}f}-{interval[1]:.{_digits(interval[1])}f}"
+
+
+def _digits(v: float) -> int:
+    return 2 if v < 100 else 1 if v < 1000 else 0
+
+
+def ratio_text(value: float | None, reference: float | None) -> str:
+    """`1.52x`: a ppl as a multiple of the reference's ("-" without either)."""
+    return "-" if value is None or not reference else f"{value / reference:.2f}x"
+
+
 class IterationsTable:
     """One row per iteration: step states, composition bar (dense/2:4/top-k %), sparsity, ppl before/after.
 
-    Fits the width it gets: from WIDE columns on, one column per step; narrower, one `steps` column
-    (iteration_state), a shorter bar and, below 66 columns, shorter headers (`pruned` is the ppl after
-    prune), so it reads at 80 columns and in a dashboard panel down to 60.
+    The reference (iteration 0, the starting model) comes first when the status has one, and every ppl
+    after fine-tune is also shown as a multiple of its ppl (`x ref`). From WIDE columns on, one column per
+    step, the 95% interval of the ppl (once there is one) and, when the campaign has zero-shot tasks, their
+    mean acc; narrower,
+    one `steps` column (iteration_state), a shorter bar and, below 66 columns, shorter headers (`pruned`
+    is the ppl after prune) and no `x ref`, so it reads at 80 columns and in a dashboard panel down to 60.
     """
 
     def __init__(self, status: Any, bar_width: int | None = None, title: str | None = None) -> None:
         self.iterations = list(getattr(status, "iterations", status))
+        self.reference = getattr(status, "reference", None)
         self.bar_width, self.title = bar_width, title
 
     def table(self, width: int) -> Table:
         wide = width >= WIDE
-        bar_width = self.bar_width or (16 if wide else max(6, min(16, width - 58)))
+        bar_width = self.bar_width or (16 if wide else max(6, min(16, width - 64)))
+        ref = self.reference
+        ref_ppl = ref.ppl if ref is not None else None
+        rows = ([ref] if ref is not None else []) + self.iterations
+        accs = [getattr(it, "mean_acc", None) for it in rows]
+        show_acc = wide and any(a is not None for a in accs)
+        show_interval = wide and any(getattr(it, "ppl_interval", None) for it in rows)
+        show_ratio = ref is not None and width >= 66  # under 66 columns the ppl stays readable instead
         table = Table(title=self.title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
                       header_style="bold")
         tight = width < 66  # shorter headers, so that every number still shows in a narrow panel
@@ -69,17 +96,37 @@ class IterationsTable:
         table.add_column("sparse" if tight else "sparsity", justify="right", no_wrap=True)
         table.add_column("pruned" if tight else "ppl pruned", justify="right", no_wrap=True)
         table.add_column("ppl", justify="right", no_wrap=True)
-        for it in self.iterations:
-            bar = comp_bar(it.composition, bar_width)
-            bar.append(f" {composition_percent(it.composition)}")
-            steps = [step_state(it.steps.get(s, "pending")) for s in STEPS] if wide else [iteration_state(it.steps)]
+        if show_interval:
+            table.add_column("95% interval", justify="right", no_wrap=True)
+        if show_ratio:
+            table.add_column("x ref", justify="right", no_wrap=True)
+        if show_acc:
+            table.add_column("acc", justify="right", no_wrap=True)
+        for it, acc in zip(rows, accs, strict=True):
+            reference = it is ref
+            if reference:
+                bar = Text("reference", style="dim")
+                cells = [Text("-", style="dim"), Text("-", style="dim"), step_state(it.steps.get("eval", "pending"))]
+                steps = cells if wide else [iteration_state({s: "done" for s in STEPS[:2]} | dict(it.steps))]
+            else:
+                bar = comp_bar(it.composition, bar_width)
+                bar.append(f" {composition_percent(it.composition)}")
+                steps = [step_state(it.steps.get(s, "pending")) for s in STEPS] if wide else \
+                    [iteration_state(it.steps)]
+            extra = [interval_text(getattr(it, "ppl_interval", None))] if show_interval else []
+            if show_ratio:
+                extra.append(ratio_text(it.ppl, ref_ppl))
+            if show_acc:
+                extra.append(_num(acc, "{:.3f}"))
             table.add_row(
-                str(it.iteration),
+                "0" if reference else str(it.iteration),
                 *steps,
                 bar,
                 _num(None if it.sparsity is None else 100 * it.sparsity, "{:.1f}%"),
                 _num(it.ppl_pruned, "{:.2f}"),
                 _num(it.ppl, "{:.2f}"),
+                *extra,
+                style="italic" if reference else "",
             )
         return table
 
