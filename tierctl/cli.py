@@ -143,22 +143,39 @@ def init(
     device: str = typer.Option(_cfg.ModelConfig.device, "--device", help="auto, cpu or cuda."),
     dtype: str = typer.Option(_cfg.ModelConfig.dtype, "--dtype", help="float32, bfloat16 or float16."),
     seed: int = typer.Option(_cfg.DataConfig.seed, "--seed", help="Seed of calibration windows and fine-tune order."),
-    method: str = typer.Option(_cfg.PruneConfig.method, "--method", help="progressive, or a baseline: "
-                               "wanda-unstructured, wanda-nm."),
+    method: str = typer.Option(_cfg.PruneConfig.method, "--method", help="progressive, a one-shot baseline "
+                               "(wanda-unstructured, wanda-nm) or none (the fine-tune-only control)."),
+    controls: bool = typer.Option(False, "--controls", help="Also create NAME-control (method none), NAME-wanda "
+                                  "(unstructured at the schedule's final sparsity) and NAME-wanda-2-4, with the "
+                                  "same model, data, evaluation and total fine-tune budget."),
+    tasks: str = typer.Option(None, "--tasks", help="Zero-shot tasks through lm-eval, comma-separated "
+                              "([eval] tasks; needs tierctl[eval])."),
+    task_path: list[_Path] = typer.Option(None, "--task-path", help="A directory of lm-eval task YAMLs "
+                                          "([eval] task_paths; repeatable)."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the start-up check (model, device, text "
                                   "windows), e.g. for a campaign made for another machine; run checks it anyway."),
 ) -> None:
     """Create a campaign: campaign.toml and schedule.csv in DIR/NAME (nothing is written when refused)."""
     from tierctl.campaign.init import InitOptions, create_campaign
 
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     opts = InitOptions(model=model, calib=calib, eval=eval, schedule=schedule, nsamples=nsamples, seqlen=seqlen,
-                       block_size=block_size, topk=topk, device=device, dtype=dtype, seed=seed, method=method)
+                       block_size=block_size, topk=topk, device=device, dtype=dtype, seed=seed, method=method,
+                       tasks=task_list, task_paths=list(task_path) if task_path else None)
     try:
-        layout = create_campaign(name, dir, opts, check=not no_check,
-                                 on_warning=lambda w: print(f"tierctl: warning: {w}", file=sys.stderr))
+        warn = (lambda w: print(f"tierctl: warning: {w}", file=sys.stderr))  # noqa: E731
+        if controls:
+            from tierctl.campaign.controls import create_comparison_set
+
+            layouts = create_comparison_set(name, dir, opts, check=not no_check, on_warning=warn)
+        else:
+            layouts = [create_campaign(name, dir, opts, check=not no_check, on_warning=warn)]
     except TierctlError as e:
         raise fail(e) from None
-    print(f"created {layout.root} (campaign.toml, schedule.csv); run it with: tierctl run {layout.root} --all")
+    for layout in layouts:
+        print(f"created {layout.root} (campaign.toml, schedule.csv); run it with: tierctl run {layout.root} --all")
+    if controls:
+        print(f"compare them with: tierctl report {' '.join(str(x.root) for x in layouts)} --out report")
 
 
 @app.command()

@@ -39,6 +39,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--calib": ("data", "calib"), "--eval": ("data", "eval"), "--nsamples": ("data", "nsamples"),
     "--seqlen": ("data", "seqlen"), "--seed": ("data", "seed"), "--block-size": ("tiers", "block_size"),
     "--topk": ("tiers", "topk_per_block"), "--method": ("prune", "method"),
+    "--tasks": ("eval", "tasks"), "--task-path": ("eval", "task_paths"),
 }
 
 
@@ -58,6 +59,8 @@ class InitOptions:
     dtype: str | None = None
     seed: int | None = None
     method: str | None = None
+    tasks: list[str] | None = None  # [eval] tasks (lm-eval names), checked by a subprocess at init
+    task_paths: list[Path] | None = None  # [eval] task_paths, stored absolute
 
 
 def check_model_spec(spec: str, flag: str = "--model") -> str:
@@ -97,6 +100,35 @@ def check_text_source(source: str, flag: str) -> str:
     raise BadInput(f"{flag} {source}: unknown text source (use pydoc, text:PATH, {', '.join(HUB_TEXT_SOURCES)})")
 
 
+def check_task_path(path: Path) -> str:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise BadInput(f"--task-path {path}: no such directory")
+    return str(p.resolve())
+
+
+def check_tasks_subprocess(tasks: list[str], task_paths: list[str], where: str = "",
+                           python: str | None = None) -> None:
+    """Refuse (BadInput, naming the task) [eval] tasks lm-eval does not know or cannot load.
+
+    A subprocess (`python -m tierctl.steps tasks`), so lm-eval and torch never enter the CLI's process.
+    `where` prefixes the message (the campaign.toml a run reads; nothing for init's flags).
+    """
+    import subprocess
+    import sys
+
+    argv = [python or sys.executable, "-m", "tierctl.steps", "tasks"]
+    argv += [a for t in tasks for a in ("--task", t)] + [a for p in task_paths for a in ("--task-path", p)]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)  # noqa: S603
+    if proc.returncode == 0:
+        return
+    lines = [x.strip() for x in proc.stderr.splitlines() if x.strip()]
+    last = lines[-1] if lines else f"exited with code {proc.returncode}"
+    if proc.returncode == 2 and last.startswith("tierctl: "):
+        raise BadInput(f"{where}{last[len('tierctl: '):]}")
+    raise BadInput(f"{where}[eval] tasks could not be checked: {last}")
+
+
 def build_config(opts: InitOptions) -> CampaignConfig:
     """campaign.toml of the flags, validated; a bad value is reported under the flag's name."""
     tables: dict[str, dict[str, Any]] = {}
@@ -107,6 +139,8 @@ def build_config(opts: InitOptions) -> CampaignConfig:
         "--nsamples": opts.nsamples, "--seqlen": opts.seqlen, "--block-size": opts.block_size,
         "--topk": opts.topk, "--device": opts.device, "--dtype": opts.dtype, "--seed": opts.seed,
         "--method": opts.method,
+        "--tasks": None if not opts.tasks else list(opts.tasks),
+        "--task-path": None if not opts.task_paths else [check_task_path(p) for p in opts.task_paths],
     }
     for flag, value in values.items():
         if value is not None:
@@ -117,9 +151,12 @@ def build_config(opts: InitOptions) -> CampaignConfig:
     if opts.seqlen is not None:  # fine-tune windows as long as the calibration ones unless edited later
         tables.setdefault("finetune", {})["seqlen"] = opts.seqlen
     try:
-        return from_dict(tables, Path("campaign.toml"))
+        config = from_dict(tables, Path("campaign.toml"))
     except BadInput as e:
         raise BadInput(_name_flag(str(e))) from None
+    if config.eval.tasks:  # the only check that needs lm-eval: in a subprocess, and only when asked for
+        check_tasks_subprocess(config.eval.tasks, config.eval.task_paths)
+    return config
 
 
 def _name_flag(msg: str) -> str:
@@ -147,14 +184,8 @@ def schedule_text(path: Path | None) -> str:
     return load_schedule(Path(path)).to_csv()
 
 
-def create_campaign(name: str, parent: Path, opts: InitOptions, check: bool = True,
-                    on_warning: Callable[[str], None] | None = None) -> CampaignLayout:
-    """Validate everything, then create `parent/name` with campaign.toml and schedule.csv in one rename.
-
-    `check`: also run the check step (tierctl/steps/check.py: the model resolves, the windows fit the
-    texts) on the finished temporary directory before the rename, so a campaign that cannot run is
-    never created.
-    """
+def check_target(name: str, parent: Path) -> Path:
+    """`parent/name`, refused (BadInput) when the name is not plain or something is already there."""
     check_campaign_name(name)
     parent = Path(parent)
     target = parent / name
@@ -163,9 +194,26 @@ def create_campaign(name: str, parent: Path, opts: InitOptions, check: bool = Tr
         raise BadInput(f"{target}: already exists ({what} is there); choose another name or --dir")
     if parent.exists() and not parent.is_dir():
         raise BadInput(f"--dir {parent}: not a directory")
-    config = build_config(opts)
-    schedule = schedule_text(opts.schedule)
+    return target
 
+
+def create_campaign(name: str, parent: Path, opts: InitOptions, check: bool = True,
+                    on_warning: Callable[[str], None] | None = None) -> CampaignLayout:
+    """Validate everything, then create `parent/name` with campaign.toml and schedule.csv in one rename.
+
+    `check`: also run the check step (tierctl/steps/check.py: the model resolves, the windows fit the
+    texts, the [eval] tasks load) on the finished temporary directory before the rename, so a campaign
+    that cannot run is never created.
+    """
+    check_target(name, parent)
+    return write_campaign(name, parent, build_config(opts), schedule_text(opts.schedule), check, on_warning)
+
+
+def write_campaign(name: str, parent: Path, config: CampaignConfig, schedule: str, check: bool = True,
+                   on_warning: Callable[[str], None] | None = None) -> CampaignLayout:
+    """Create `parent/name` from a validated config and schedule text (create_campaign's `check`)."""
+    parent = Path(parent)
+    target = check_target(name, parent)
     made = [p for p in (parent, *parent.parents) if not p.exists()]  # removed again if init is refused
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}.", dir=parent))

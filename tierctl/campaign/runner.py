@@ -36,7 +36,7 @@ from tierctl.campaign.check import run_check
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
 from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
-from tierctl.campaign.init import check_model_spec, check_text_source
+from tierctl.campaign.init import check_model_spec, check_tasks_subprocess, check_text_source
 from tierctl.campaign.layout import CampaignLayout, clean_temporaries, refuse_symlinks, refuse_unwritable
 from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
@@ -50,7 +50,6 @@ from tierctl.campaign.state import (
     reference_status,
 )
 from tierctl.core.events import Event, parse_line
-from tierctl.errors import BadInput
 
 GRACE_S = 10.0  # seconds between SIGTERM and SIGKILL when stopping a step
 
@@ -264,23 +263,7 @@ def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tupl
         check_text_source(config.data.calib, f"{layout.config}: [data] calib")
         check_text_source(config.data.eval, f"{layout.config}: [data] eval")
     if config.eval.tasks and any(step == "eval" for _, step in plan):
-        check_tasks(layout)
-
-
-def check_tasks(layout: CampaignLayout, python: str | None = None) -> None:
-    """[eval] tasks that lm-eval does not know or cannot load: BadInput naming the task, before any step.
-
-    A subprocess (`python -m tierctl.steps tasks`): lm-eval and torch stay out of the runner's process.
-    """
-    argv = [python or sys.executable, "-m", "tierctl.steps", "tasks", "--campaign", str(layout.root.resolve())]
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)  # noqa: S603
-    if proc.returncode == 0:
-        return
-    lines = [x.strip() for x in proc.stderr.splitlines() if x.strip()]
-    last = lines[-1] if lines else f"exited with code {proc.returncode}"
-    if proc.returncode == 2 and last.startswith("tierctl: "):
-        raise BadInput(f"{layout.config}: {last[len('tierctl: '):]}")
-    raise BadInput(f"{layout.config}: [eval] tasks could not be checked: {last}")
+        check_tasks_subprocess(config.eval.tasks, config.eval.task_paths, f"{layout.config}: ")
 
 
 def check_launcher(launcher: str, plan: list[tuple[int, str]], executor: Any = None) -> None:
