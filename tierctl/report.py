@@ -32,7 +32,8 @@ from tierctl.core.events import read_events
 from tierctl.core.schedule import project
 from tierctl.core.tiermap_io import load_tier_maps_numpy
 from tierctl.errors import BadInput
-from tierctl.report_figures import composition_figure, ppl_figure, tiermap_figure
+from tierctl.report_evidence import comparison_table, evidence_table, pareto_figure
+from tierctl.report_figures import composition_figure, log_y, new_figure, ppl_figure, tiermap_figure
 
 # The parts each step records in metrics.json `timings`, in the order they happen.
 TIMING_PARTS = (("load_s", "load"), ("calibrate_s", "calibrate"), ("prune_s", "select blocks"), ("save_s", "save"),
@@ -64,6 +65,13 @@ class CampaignData:
     schedule: list[dict[str, Any]]  # schedule rows with their projected composition and sparsity
     iterations: list[IterationData] = field(default_factory=list)  # those whose prune is done
     reference_ppl: float | None = None  # the unpruned model's ppl (iteration 0), when it was measured
+    reference: dict[str, Any] | None = None  # iter0/metrics.json once the reference is measured
+
+    def points(self) -> list[Any]:
+        """The measured ppl of the reference and of every evaluated iteration (report_evidence.Point)."""
+        from tierctl.report_evidence import campaign_points
+
+        return campaign_points(self.name, self.reference, self.iterations)
 
 
 @dataclass
@@ -84,6 +92,8 @@ def load_campaign(layout: CampaignLayout) -> CampaignData:
     rows = [{**rec, "projected_sparsity": p["sparsity"]} for rec, p in zip(schedule.to_records(), projected,
                                                                             strict=True)]
     data = CampaignData(layout.name, layout, config, rows, reference_ppl=reference_ppl(layout))
+    if status.reference.steps["eval"] == DONE:
+        data.reference = status.reference.metrics
     for it in status.iterations:
         if it.metrics is None or it.iteration < 1:
             continue
@@ -150,6 +160,8 @@ def write_figures(campaigns: list[CampaignData], out: Path, patterns: list[str] 
     made: list[tuple[str, str, list[str], Any]] = [
         ("ppl-iteration.png", "Perplexity against iteration", names, ppl_figure(campaigns, "iteration")),
         ("ppl-sparsity.png", "Perplexity against sparsity", names, ppl_figure(campaigns, "sparsity")),
+        ("ppl-pareto.png", "Perplexity after fine-tune against sparsity, 95% intervals and the Pareto front", names,
+         pareto_figure([p for c in campaigns for p in c.points()], new_figure, log_y)),
     ]
     comp = composition_figure(campaigns)
     if comp is not None:
@@ -313,13 +325,19 @@ def render_page(campaigns: list[CampaignData], figures: list[FigureFile]) -> str
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>tierctl report: {esc(names)}</title>",
              f"<style>{CSS}</style></head><body><h1>tierctl report</h1>",
              f"<p>Campaigns: {esc(names)}. Written {esc(datetime.datetime.now().strftime('%Y-%m-%d %H:%M'))}.</p>",
-             "<h2>Perplexity</h2><p>Dashed: after prune; solid: after the fine-tune of the same iteration; "
-             "dotted: the unpruned model (iteration 0), when the campaign measured it.</p>"]
+             ]
+    if len(campaigns) > 1:
+        parts += ["<h2>Comparison</h2>", comparison_table([p for c in campaigns for p in c.points()])]
+    parts += ["<h2>Perplexity</h2><p>Dashed: after prune; solid: after the fine-tune of the same iteration; "
+              "dotted: the unpruned model (iteration 0), when the campaign measured it. The Pareto figure shows "
+              "every ppl after fine-tune with its 95% interval, the references included.</p>"]
     parts += [_figure(f) for f in figures if f.name.startswith("ppl-")]
     parts += [_figure(f) for f in figures if f.name == "composition.png"]
     for c in campaigns:
         mine = [f for f in figures if f.name.startswith("tiermaps-") and f.campaigns == [c.name]]
-        parts += [f"<h2>{esc(c.name)}</h2>", "<h3>Results</h3>", _results(c), "<h3>Schedule</h3>", _schedule(c),
+        parts += [f"<h2>{esc(c.name)}</h2>", "<h3>Results</h3>", _results(c),
+                  "<h3>Reference, intervals and zero-shot</h3>", evidence_table(c.points()),
+                  "<h3>Schedule</h3>", _schedule(c),
                   "<h3>Timings</h3>", _timings(c), "<h3>Settings</h3>", _settings(c)]
         parts += [_figure(f) for f in mine]
         if not any(it.tiers for it in c.iterations):

@@ -64,8 +64,8 @@ def test_every_figure_is_a_valid_png_that_matplotlib_and_pil_read(two_campaign_r
 
     out, _ = two_campaign_report
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["composition.png", "ppl-iteration.png", "ppl-sparsity.png", "tiermaps-1-progressive.png",
-                    "tiermaps-2-steep.png"]
+    assert pngs == ["composition.png", "ppl-iteration.png", "ppl-pareto.png", "ppl-sparsity.png",
+                    "tiermaps-1-progressive.png", "tiermaps-2-steep.png"]
     for name in pngs:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_SIGNATURE
@@ -82,7 +82,7 @@ def test_the_page_references_each_figure_and_nothing_else(two_campaign_report) -
     assert sorted(page.images) == sorted(p.name for p in out.glob("*.png"))
     assert all((out / src).is_file() for src in page.images)  # relative paths: readable offline
     assert "http:" not in text and "https:" not in text and "<script" not in text
-    assert page.headings == ["Perplexity", "progressive", "steep"]
+    assert page.headings == ["Comparison", "Perplexity", "progressive", "steep"]
 
 
 def test_both_campaigns_share_the_perplexity_figures(two_campaign_report) -> None:
@@ -167,8 +167,8 @@ def test_a_baseline_without_tier_maps_gets_curves_but_no_maps_and_no_torch_is_im
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["0", "False", "False"]
     page = Page((out / "index.html").read_text(encoding="utf-8"))
-    assert page.headings == ["Perplexity", "x/same", "y/same"]  # same names told apart by their parent
-    assert sorted(page.images) == ["composition.png", "ppl-iteration.png", "ppl-sparsity.png",
+    assert page.headings == ["Comparison", "Perplexity", "x/same", "y/same"]  # same names told apart by parent
+    assert sorted(page.images) == ["composition.png", "ppl-iteration.png", "ppl-pareto.png", "ppl-sparsity.png",
                                    "tiermaps-2-y-same.png"]
     assert "No tier maps in this campaign" in (out / "index.html").read_text(encoding="utf-8")
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
@@ -259,7 +259,7 @@ def test_a_reused_out_keeps_no_figure_of_the_earlier_report(tmp_path: Path) -> N
     (out / "composition-1-gone.png").write_bytes(PNG_SIGNATURE)
     assert runner.invoke(app, ["report", str(layout.root), "--out", str(out)]).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["composition.png", "index.html", "ppl-iteration.png",
-                                                     "ppl-sparsity.png", "tiermaps-1-a.png"]
+                                                     "ppl-pareto.png", "ppl-sparsity.png", "tiermaps-1-a.png"]
 
 
 def test_an_out_directory_with_other_files_is_refused_and_kept(tmp_path: Path) -> None:
