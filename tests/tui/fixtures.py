@@ -1,6 +1,7 @@
 """A campaign on disk with fixed contents, for dashboard tests and snapshots (numpy + json only).
 
-`demo_campaign(base)` writes `base/demo`: the seed schedule, iteration 1 complete (pruned,
+`demo_campaign(base)` writes `base/demo`: the seed schedule, the reference (iteration 0) measured,
+iteration 1 complete (pruned,
 fine-tuned, evaluated) and iteration 2 pruned with its fine-tune interrupted halfway (a start and
 loss reports, no end: what a killed run leaves). Every file is what the steps write (docs/campaign.md
 and docs/events.md), with fixed timestamps and numbers, so screens drawn from it are the same on every
@@ -101,9 +102,23 @@ def write_finetune(ev: Events, steps: int, total: int, first_loss: float) -> Non
     ev("finetune", "log", level="info", msg=f"step {steps}/{total}")
 
 
+def write_reference(layout: CampaignLayout, ppl: float, interval: list[float]) -> None:
+    """Iteration 0 as the eval step leaves it: its events and iter0/metrics.json."""
+    ev = Events(layout.events(0), 0, T0 + 500)
+    ev("eval", "start")
+    ev("eval", "progress", done=4, total=4, unit="windows")
+    ev("eval", "metric", name="ppl", value=ppl)
+    ev("eval", "end", status="ok")
+    ev.close()
+    metrics = {"iteration": 0, "reference": True, "composition": None, "sparsity": 0.0, "ppl_pruned": None,
+               "ppl": ppl, "ppl_interval": interval, "timings": {"eval_s": 2.0}}
+    layout.metrics(0).write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+
+
 def demo_campaign(base: Path, name: str = "demo") -> CampaignLayout:
     layout = make_campaign(base, name=name)
     schedule = parse_schedule(layout.schedule.read_text())
+    write_reference(layout, 30.25, [28.5, 32.1])
     ppl = {1: (48.25, 41.5), 2: (63.75, None)}
     for n in (1, 2):
         r = schedule.row(n)
@@ -122,7 +137,7 @@ def demo_campaign(base: Path, name: str = "demo") -> CampaignLayout:
             ev("eval", "metric", name="ppl", value=ppl[1][1])
             ev("eval", "end", status="ok")
             metrics = json.loads(layout.metrics(1).read_text())
-            metrics.update(ppl=ppl[1][1], mask_violations=0, finetune=ledger)
+            metrics.update(ppl=ppl[1][1], ppl_interval=[39.2, 43.9], mask_violations=0, finetune=ledger)
             layout.metrics(1).write_text(json.dumps(metrics, indent=1), encoding="utf-8")
         else:
             write_finetune(ev, 24, 40, 3.1)  # killed here: no end event

@@ -36,6 +36,9 @@ class PplChart(Horizontal):
             return
         height = max(3, self.content_size.height - CHART_EXTRA_LINES)
         its = list(getattr(self._status, "iterations", []))
+        reference = getattr(self._status, "reference", None)
+        if reference is not None and reference.ppl is not None:  # iteration 0, at sparsity 0: the starting model
+            its.insert(0, reference)
         pruned = [it for it in its if it.sparsity is not None]  # sparsity is known once pruned
         self.query_one("#ppl-by-iteration", Static).update(ppl_chart(its, x="iteration", height=height))
         self.query_one("#ppl-by-sparsity", Static).update(ppl_chart(pruned, x="sparsity", height=height))
