@@ -78,8 +78,10 @@ def reference(ctx: StepContext) -> None:
         "dtype": cfg.model.dtype,
         "offload": "layers" if layers_on is not None else "never",
         "timings": {"eval_load_s": round(load_s, 3), "eval_s": round(result.seconds, 3),
-                    "zeroshot_s": round(zeroshot_s, 3), "step_s": round(time.perf_counter() - t_step, 3)},
+                    "step_s": round(time.perf_counter() - t_step, 3)},
     }
+    if zeroshot is not None:
+        metrics["timings"]["zeroshot_s"] = round(zeroshot_s, 3)
     atomic_write_json(layout.metrics(0), metrics)
     lo_hi = f" [{result.interval[0]:.3f}, {result.interval[1]:.3f}]" if result.interval else ""
     ctx.sink.log(f"reference ppl {result.ppl:.3f}{lo_hi}")
