@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.campaign.holders import holders
-from tests.campaign.step_files import event
+from tests.campaign.step_files import event, reference_done
 from tests.helpers import make_campaign
 from tierctl.campaign.cancel import cancel
 from tierctl.campaign.holder import campaign_holder, last_progress, refusal
@@ -86,6 +86,7 @@ def test_after_a_kill_9_of_the_runner_its_step_is_the_orphaned_holder(tmp_path, 
 
 def test_cancel_wait_stops_an_orphaned_step_and_returns_once_the_lock_is_free(tmp_path, hold):
     layout = make_campaign(tmp_path)
+    reference_done(layout)  # else the campaign resumes with it (iteration 0)
     event(layout, 1, "finetune", "start")
     progress(layout, 5)
     held = hold(layout)

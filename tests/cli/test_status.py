@@ -127,6 +127,7 @@ def test_a_running_step_shows_its_progress_and_time_left(tmp_path):
 
 def test_what_comes_next_says_where_a_stopped_fine_tune_resumes(tmp_path):
     layout = make_campaign(tmp_path)
+    reference_done(layout)
     prune_done(layout, 1)
     event(layout, 1, "finetune", "start")
     event(layout, 1, "finetune", "end", status="failed", error="interrupted")
