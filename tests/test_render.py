@@ -342,3 +342,24 @@ def test_a_matrix_smaller_than_one_block_draws_an_empty_grid() -> None:
 def test_line_chart_skips_points_whose_x_is_not_known_yet() -> None:
     chart = LineChart({"ppl": [(0.05, 20.0), (None, 18.0)]}, height=2)
     assert chart.series["ppl"] == [(0.05, 20.0)]
+
+
+def test_iterations_table_puts_the_reference_first_and_adds_ratio_acc_and_interval_as_width_allows(tmp_path) -> None:
+    import json
+
+    from tests.tui.fixtures import demo_campaign
+    from tierctl.campaign.state import campaign_status
+
+    layout = demo_campaign(tmp_path)  # reference ppl 30.25 [28.5, 32.1]; iteration 1: 41.5 [39.2, 43.9]
+    for n, acc in ((0, 0.41), (1, 0.43)):
+        m = json.loads(layout.metrics(n).read_text())
+        layout.metrics(n).write_text(json.dumps({**m, "zeroshot": {"tasks": {}, "mean_acc": acc}}))
+    status = campaign_status(layout)
+    heads = {w: lines(iterations_table(status), w)[0].split() for w in (130, 96, 80, 60)}
+    assert heads[130][-4:] == ["interval", "x", "ref", "acc"] and "finetune" in heads[130]
+    assert heads[96][1] == "steps" and heads[96][-4:] == ["interval", "x", "ref", "acc"]
+    assert heads[80][-3:] == ["ppl", "x", "ref"]
+    assert heads[60][-1] == "ppl"
+    row0, row1 = lines(iterations_table(status), 96)[2:4]
+    assert row0.split() == ["0", "✓", "done", "reference", "0.0%", "-", "30.25", "28.50-32.10", "1.00x", "0.410"]
+    assert row1.split()[-4:] == ["41.50", "39.20-43.90", "1.37x", "0.430"]

@@ -81,15 +81,16 @@ class IterationsTable:
         ref_ppl = ref.ppl if ref is not None else None
         rows = ([ref] if ref is not None else []) + self.iterations
         accs = [getattr(it, "mean_acc", None) for it in rows]
-        # Extra columns by priority as the width allows: `x ref` (7), the interval (14), then the step
-        # columns (+20 over one `steps` column), then the mean zero-shot acc (7).
+        # Extra columns by priority as the width allows: `x ref` (7), the mean zero-shot acc (7), the
+        # interval (14), then the step columns (+20 over one `steps` column).
         ratio_w = 7 if ref is not None and width >= 74 else 0
-        interval_w = 14 if any(getattr(it, "ppl_interval", None) for it in rows) and width >= 76 + ratio_w else 0
-        wide = width >= WIDE + ratio_w + interval_w
-        show_acc = wide and width >= WIDE + ratio_w + interval_w + 7 and any(a is not None for a in accs)
-        show_interval, show_ratio = interval_w > 0, ratio_w > 0
+        acc_w = 7 if any(a is not None for a in accs) and width >= 74 + ratio_w + 7 else 0
+        interval_w = 14 if any(getattr(it, "ppl_interval", None) for it in rows) and \
+            width >= 76 + ratio_w + acc_w else 0
+        wide = width >= WIDE + ratio_w + acc_w + interval_w
+        show_acc, show_interval, show_ratio = acc_w > 0, interval_w > 0, ratio_w > 0
         base = 82 if wide else 58  # what the other columns take
-        bar_width = self.bar_width or max(6, min(16, width - base - ratio_w - interval_w))
+        bar_width = self.bar_width or max(6, min(16, width - base - ratio_w - acc_w - interval_w))
         table = Table(title=self.title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
                       header_style="bold")
         tight = width < 66  # shorter headers, so that every number still shows in a narrow panel
