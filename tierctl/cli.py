@@ -316,7 +316,8 @@ def status(
                       soft_wrap=True)
     elif st.next is not None:
         n, step = st.next
-        started = st.iterations[n - 1].steps[step] != "pending" or checkpoint_point(layout, n) is not None
+        it = st.reference if n == 0 else st.iterations[n - 1]
+        started = it.steps[step] != "pending" or checkpoint_point(layout, n) is not None
         where = f" — {resume_point(layout, n, step)}" if started else ""
         console.print(f"next: iteration {n} {step}{where} — tierctl run {layout.root} --all", highlight=False,
                       soft_wrap=True)

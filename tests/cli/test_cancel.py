@@ -83,9 +83,9 @@ def test_a_run_refused_by_an_orphaned_step_names_it_and_the_two_ways_on(orphan):
 def test_status_says_running_orphaned_with_the_steps_pid(orphan):
     layout, held = orphan
     r = cli.invoke(app, ["status", str(layout.root), "--json"], env=ENV)
-    it = json.loads(r.stdout)["iterations"][0]
+    it = json.loads(r.stdout)["iterations"][1]  # [0] is the reference
     assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", held.step, True)
-    assert "pid" not in json.loads(r.stdout)["iterations"][1]  # only beside a running step
+    assert "pid" not in json.loads(r.stdout)["iterations"][2]  # only beside a running step
     r = cli.invoke(app, ["status", str(layout.root)], env=ENV)
     assert r.stdout.splitlines()[-2:] == ["  step 3 of 8 (38%)",
                                           f"running (orphaned: its runner died): iteration 1 finetune (pid {held.step} "
@@ -96,7 +96,7 @@ def test_status_of_a_live_runner_is_running_not_orphaned(tmp_path, hold):
     layout = make_campaign(tmp_path)
     event(layout, 1, "finetune", "start")
     held = hold(layout)
-    it = json.loads(cli.invoke(app, ["status", str(layout.root), "--json"], env=ENV).stdout)["iterations"][0]
+    it = json.loads(cli.invoke(app, ["status", str(layout.root), "--json"], env=ENV).stdout)["iterations"][1]
     assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", held.step, False)
 
 

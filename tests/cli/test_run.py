@@ -37,8 +37,8 @@ def files(root) -> list[str]:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--iter", "0"], "--iter 0: {schedule} has iterations 1..5"),
-    (["--iter", "6"], "--iter 6: {schedule} has iterations 1..5"),
+    (["--iter", "0", "--step", "prune"], "--step prune: iteration 0 (the reference) has only an eval step"),
+    (["--iter", "6"], "--iter 6: {schedule} has iterations 1..5 (and 0, the reference)"),
     ([], "give --iter N or --all"),
     (["--iter", "2"], "iteration 2 needs iteration 1 complete: its prune step is pending (run: tierctl run {root} "
                       "--iter 1)"),
@@ -300,9 +300,10 @@ def test_tiny_smoke_runs_every_iteration_and_prints_exactly_the_step_events(smok
     events = [json.loads(line) for line in lines]
     phases = [(e["iter"], e["step"], e["event"]) for e in events if e["event"] in ("start", "end")]
     steps = ("prune", "finetune", "eval")
-    assert phases == [(n, s, kind) for n in (1, 2, 3) for s in steps for kind in ("start", "end")]
+    assert phases == [(0, "eval", "start"), (0, "eval", "end")] + \
+        [(n, s, kind) for n in (1, 2, 3) for s in steps for kind in ("start", "end")]  # the reference first
     assert all(e["status"] == "ok" for e in events if e["event"] == "end")
-    for n in (1, 2, 3):  # stdout carries each iteration's events.jsonl, line for line
+    for n in (0, 1, 2, 3):  # stdout carries each iteration's events.jsonl, line for line
         assert [line for line, e in zip(lines, events, strict=True) if e["iter"] == n] == \
             layout.events(n).read_text().splitlines()
 
@@ -315,14 +316,19 @@ def test_after_the_run_status_json_says_every_step_is_done(smoke_run):
     status = json.loads(out.stdout)
     assert status["campaign"] == "tiny-smoke"
     rows = [(0.90, 0.10, 0.00), (0.80, 0.10, 0.10), (0.65, 0.20, 0.15)]
-    for it, (dense, semi, topk) in zip(status["iterations"], rows, strict=True):
+    reference, *iterations = status["iterations"]
+    assert reference["iteration"] == 0 and reference["steps"] == {"eval": "done"} and reference["ppl_ratio"] == 1.0
+    low, high = reference["ppl_interval"]
+    assert low < reference["ppl"] < high
+    for it, (dense, semi, topk) in zip(iterations, rows, strict=True):
         assert it["steps"] == {"prune": "done", "finetune": "done", "eval": "done"}
         comp = it["composition"]
         assert comp["dense"] == pytest.approx(dense, abs=0.03) and comp["topk"] == pytest.approx(topk, abs=0.03)
         assert comp["semi"] == pytest.approx(semi, abs=0.03)
         assert it["ppl"] > 1 and it["ppl_pruned"] > 1
         assert json.loads(layout.metrics(it["iteration"]).read_text())["mask_violations"] == 0
-    assert [it["sparsity"] for it in status["iterations"]] == sorted(it["sparsity"] for it in status["iterations"])
+        assert it["ppl_ratio"] == it["ppl"] / reference["ppl"] and it["ppl_interval"][0] < it["ppl"]
+    assert [it["sparsity"] for it in iterations] == sorted(it["sparsity"] for it in iterations)
 
 
 @pytest.mark.slow
@@ -344,7 +350,7 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
     assert proc.wait() == 1
     assert proc.stderr.read() == (f"tierctl: iteration 1 finetune failed: killed by SIGKILL (log: "
                                   f"{layout.step_log(1, 'finetune')})\n")
-    assert json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][0]["steps"] == \
+    assert json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][1]["steps"] == \
         {"prune": "done", "finetune": "failed", "eval": "pending"}
 
     # Resume; this time kill -9 the runner itself while iteration 2 prunes.
@@ -457,7 +463,7 @@ def test_orphaned_fine_tunes_cancelled_or_waited_for_end_as_an_uninterrupted_run
     # (a) the resumed run is killed too; `run --all --wait` waits for its orphan, then runs the eval.
     runner, step = orphan_during_finetune(layout)
     orphan = orphan_phrase(layout, runner, step)
-    it = json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][0]
+    it = json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][1]  # [0]: the reference
     assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", step, True)
     waiting = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--wait"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
