@@ -78,3 +78,17 @@ def test_an_unknown_task_name_is_refused_naming_it(tmp_path):
     with pytest.raises(BadInput, match=r"^\[eval\] tasks: unknown task 'no_such_task': not an lm-eval task or "
                                        r"\[eval\] task_paths$"):
         check_tasks([TASK, "no_such_task"], [str(tasks)])
+
+
+def test_a_task_that_cannot_load_is_refused_by_run_before_anything_runs(tmp_path):
+    from tests.helpers import make_campaign
+
+    tasks = write_task(tmp_path / "tasks")
+    (tasks / "tiny_mc.jsonl").unlink()
+    layout = make_campaign(tmp_path, eval={"tasks": [TASK], "task_paths": [str(tasks)]})
+    before = sorted(p.name for p in layout.root.iterdir())
+    r = CliRunner().invoke(app, ["run", str(layout.root), "--all"], env={"COLUMNS": "100", "NO_COLOR": "1"})
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"tierctl: {layout.config}: [eval] tasks: task '{TASK}' cannot be loaded: ")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in layout.root.iterdir()) == before  # no iter0, no lock, no log
