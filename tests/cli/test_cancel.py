@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.campaign.holders import holders
-from tests.campaign.step_files import event, iteration_done
+from tests.campaign.step_files import event, iteration_done, reference_done
 from tests.helpers import make_campaign
 from tierctl.campaign.lock import read_lock
 from tierctl.cli import app
@@ -40,6 +40,7 @@ def files(root) -> dict[str, bytes]:
 def orphan(tmp_path, hold):
     """A campaign whose iteration 1 fine-tune (3 of 8 steps done) goes on after a kill -9 of its runner."""
     layout = make_campaign(tmp_path)
+    reference_done(layout)  # `run --all` measured it first
     event(layout, 1, "finetune", "start")
     event(layout, 1, "finetune", "progress", done=3, total=8, unit="steps")
     held = hold(layout)
