@@ -95,7 +95,7 @@ def test_an_existing_campaign_is_refused_and_left_alone(tmp_path):
     (["x", "--device", "tpu"], "tierctl: --device: must be one of auto, cpu, cuda, got 'tpu'"),
     (["x", "--dtype", "int8"], "tierctl: --dtype: must be one of float32, bfloat16, float16, got 'int8'"),
     (["x", "--method", "magnitude"], "tierctl: --method: must be one of progressive, wanda-unstructured, wanda-nm, "
-                                     "got 'magnitude'"),
+                                     "none, got 'magnitude'"),
     (["x", "--schedule", "none.csv"], "tierctl: --schedule none.csv: no such file"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, args, message):
