@@ -50,6 +50,7 @@ from tierctl.campaign.state import (
     reference_status,
 )
 from tierctl.core.events import Event, parse_line
+from tierctl.errors import BadInput
 
 GRACE_S = 10.0  # seconds between SIGTERM and SIGKILL when stopping a step
 
