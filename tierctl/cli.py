@@ -280,7 +280,7 @@ def status(
         st = campaign_status(layout)
     except TierctlError as e:
         raise fail(e) from None
-    for warning in (w for it in st.iterations for w in it.warnings):
+    for warning in (w for it in [st.reference, *st.iterations] for w in it.warnings):
         print(f"tierctl: warning: {warning}", file=sys.stderr)
     from tierctl.campaign.fork import read_origin
 

@@ -59,7 +59,7 @@ class InitOptions:
     dtype: str | None = None
     seed: int | None = None
     method: str | None = None
-    tasks: list[str] | None = None  # [eval] tasks (lm-eval names), checked by a subprocess at init
+    tasks: list[str] | None = None  # [eval] tasks (lm-eval names), checked by the check step
     task_paths: list[Path] | None = None  # [eval] task_paths, stored absolute
 
 
@@ -107,28 +107,6 @@ def check_task_path(path: Path) -> str:
     return str(p.resolve())
 
 
-def check_tasks_subprocess(tasks: list[str], task_paths: list[str], where: str = "",
-                           python: str | None = None) -> None:
-    """Refuse (BadInput, naming the task) [eval] tasks lm-eval does not know or cannot load.
-
-    A subprocess (`python -m tierctl.steps tasks`), so lm-eval and torch never enter the CLI's process.
-    `where` prefixes the message (the campaign.toml a run reads; nothing for init's flags).
-    """
-    import subprocess
-    import sys
-
-    argv = [python or sys.executable, "-m", "tierctl.steps", "tasks"]
-    argv += [a for t in tasks for a in ("--task", t)] + [a for p in task_paths for a in ("--task-path", p)]
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)  # noqa: S603
-    if proc.returncode == 0:
-        return
-    lines = [x.strip() for x in proc.stderr.splitlines() if x.strip()]
-    last = lines[-1] if lines else f"exited with code {proc.returncode}"
-    if proc.returncode == 2 and last.startswith("tierctl: "):
-        raise BadInput(f"{where}{last[len('tierctl: '):]}")
-    raise BadInput(f"{where}[eval] tasks could not be checked: {last}")
-
-
 def build_config(opts: InitOptions) -> CampaignConfig:
     """campaign.toml of the flags, validated; a bad value is reported under the flag's name."""
     tables: dict[str, dict[str, Any]] = {}
@@ -154,8 +132,6 @@ def build_config(opts: InitOptions) -> CampaignConfig:
         config = from_dict(tables, Path("campaign.toml"))
     except BadInput as e:
         raise BadInput(_name_flag(str(e))) from None
-    if config.eval.tasks:  # the only check that needs lm-eval: in a subprocess, and only when asked for
-        check_tasks_subprocess(config.eval.tasks, config.eval.task_paths)
     return config
 
 

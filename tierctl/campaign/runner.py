@@ -36,7 +36,7 @@ from tierctl.campaign.check import run_check
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.guardrail import EXIT_HALTED, halted_message, record_halt
 from tierctl.campaign.holder import Holder, campaign_holder, refusal, wait_until_free
-from tierctl.campaign.init import check_model_spec, check_tasks_subprocess, check_text_source
+from tierctl.campaign.init import check_model_spec, check_text_source
 from tierctl.campaign.layout import CampaignLayout, clean_temporaries, refuse_symlinks, refuse_unwritable
 from tierctl.campaign.lock import CampaignLock, LockHeld, record_step
 from tierctl.campaign.plan import RunRequest, invalidate, plan_run
@@ -263,8 +263,6 @@ def check_inputs(layout: CampaignLayout, config: CampaignConfig, plan: list[tupl
     if plan:
         check_text_source(config.data.calib, f"{layout.config}: [data] calib")
         check_text_source(config.data.eval, f"{layout.config}: [data] eval")
-    if config.eval.tasks and any(step == "eval" for _, step in plan):
-        check_tasks_subprocess(config.eval.tasks, config.eval.task_paths, f"{layout.config}: ")
 
 
 def check_launcher(launcher: str, plan: list[tuple[int, str]], executor: Any = None) -> None:

@@ -278,12 +278,21 @@ def _read_values(it: IterationStatus, metrics: dict[str, Any] | None, evaluated:
 def reference_status(layout: CampaignLayout, lock_held: bool) -> IterationStatus:
     """Iteration 0: its eval step is done <=> iter0/metrics.json holds a ppl."""
     it = IterationStatus(0, {"eval": PENDING})
-    metrics = read_metrics(layout.metrics(0))
+    try:
+        metrics = read_metrics(layout.metrics(0))
+    except BadInput as e:  # damaged: measure it again
+        metrics = None
+        it.errors["eval"] = f"{e}: damaged; measure it again with: tierctl run {layout.root} --iter 0 --force"
     done = metrics is not None and _number(metrics.get("ppl")) is not None
     if done:
         it.steps["eval"] = DONE
+    elif "eval" in it.errors:
+        it.steps["eval"] = FAILED
     else:
-        events = read_events(layout.events(0)) if layout.events(0).is_file() else []
+        events, torn = read_events_checked(layout.events(0)) if layout.events(0).is_file() else ([], [])
+        if torn:
+            it.warnings.append(f"{layout.events(0)}: line{'s' if len(torn) > 1 else ''} "
+                               f"{', '.join(map(str, torn))} not a complete event (a write was cut off); skipped")
         it.steps["eval"], err = _from_events(events, "eval", lock_held)
         if err is not None and it.steps["eval"] == FAILED:
             it.errors["eval"] = err

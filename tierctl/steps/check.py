@@ -15,7 +15,9 @@ It checks, in order (cheapest first):
 - the text sources: a local text (`pydoc`, `text:PATH`) is read and tokenized, and its splits must hold
   one calibration window, one evaluation window and one fine-tune window, and the fine-tune's global
   batch; an online source (`wikitext2`, `c4`, `ptb`) must be reachable or cached (its size is not in
-  doubt: every one is far longer than the longest window).
+  doubt: every one is far longer than the longest window);
+- the `[eval] tasks` when an eval step will run: lm-eval knows each one and can load it (its dataset is
+  read once: from the hub the first time, then from the datasets cache). lm-eval is imported only then.
 
 Nothing is cached between runs (a cache could go stale); its cost is measured in the README. Writes
 nothing; a warning (a model folder whose own code will not run) is printed on stderr with exit 0.
@@ -159,7 +161,19 @@ def check_campaign(layout: CampaignLayout, model: str | None, steps: set[str], l
     tokenizer, warnings = check_model(cfg, model or cfg.model.name, where)
     world = cfg.run.nproc if cfg.run.launcher == "torchrun" else 1
     check_texts(cfg, tokenizer, steps, world, [row.epochs for row in schedule], where)
+    if cfg.eval.tasks and "eval" in steps:
+        check_eval_tasks(cfg, where)
     return warnings
+
+
+def check_eval_tasks(cfg: CampaignConfig, where: str) -> None:
+    """[eval] tasks lm-eval does not know or cannot load (its dataset: hub or datasets cache), named."""
+    from tierctl.lm.zeroshot import check_tasks
+
+    try:
+        check_tasks(cfg.eval.tasks, cfg.eval.task_paths)
+    except BadInput as e:
+        raise BadInput(f"{where}: {e}") from None
 
 
 def main(argv: list[str]) -> int:
