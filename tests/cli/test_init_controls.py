@@ -64,7 +64,7 @@ def test_a_task_that_cannot_load_is_refused_at_init_naming_it(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
                                "HF_DATASETS_OFFLINE": "1"})
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"tierctl: campaign.toml: [eval] tasks: task '{TASK}' cannot be loaded: ")
+    assert proc.stderr.startswith(f"tierctl: --tasks: task '{TASK}' cannot be loaded: ")  # the flag named
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
 
