@@ -257,7 +257,8 @@ SCHEDULE_CASES = [
 FLAG_CASES = [
     Case("flag-iter-abc", ("run", "{root}", "--iter", "abc"), "'--iter'"),
     Case("flag-all-true", ("run", "{root}", "--all", "true"), "unexpected extra argument"),
-    Case("flag-iter-0", ("run", "{root}", "--iter", "0"), "--iter 0: "),
+    Case("flag-iter-0-prune", ("run", "{root}", "--iter", "0", "--step", "prune"), "iteration 0 (the reference) has "
+         "only an eval step"),
     Case("flag-iter-99", ("run", "{root}", "--iter", "99"), "--iter 99: "),
     Case("flag-iter-and-all", ("run", "{root}", "--iter", "1", "--all"), "--all and --iter"),
     Case("flag-neither", ("run", "{root}"), "give --iter N or --all"),

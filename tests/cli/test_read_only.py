@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.campaign.step_files import iteration_done
+from tests.campaign.step_files import iteration_done, reference_done
 from tests.cli.test_bad_inputs import tree_hash
 from tests.helpers import make_campaign
 from tierctl.cli import app
@@ -50,6 +50,7 @@ def cli_read_only(read_only: Path, *args: str, cwd: Path) -> subprocess.Complete
 @needs_ro
 def test_a_complete_campaign_on_a_read_only_disk_answers_run_with_nothing_to_do(tmp_path):
     layout = make_campaign(tmp_path, schedule=ONE_ROW)
+    reference_done(layout)
     iteration_done(layout, 1)
     before = tree_hash(tmp_path)
     r = cli_read_only(layout.root, "run", str(layout.root), "--all", cwd=tmp_path)
