@@ -51,7 +51,7 @@ class Holder:
         host = self.record.host
         return f"pid {self.pid} on {host}" if host else f"pid {self.pid}"
 
-    def doing(self, running: tuple[int, str] | None = None, progress: bool = True) -> str:
+    def doing(self, running: tuple[int, str] | None = None, with_progress: bool = True) -> str:
         """`iteration 1 finetune, 3/8 steps`, `between steps`, or `an unknown step`.
 
         `running`: the (iteration, step) the events say runs, for a lock file that names no step.
@@ -60,7 +60,7 @@ class Holder:
             if running is not None:
                 return "iteration {} {}".format(*running)
             return "between steps" if self.runner_alive else "an unknown step"
-        progress = f", {self.progress}" if self.progress and progress else ""
+        progress = f", {self.progress}" if self.progress and with_progress else ""
         return f"iteration {self.step.iteration} {self.step.step}{progress}"
 
     def status_line(self, running: tuple[int, str] | None = None) -> str:
@@ -69,7 +69,7 @@ class Holder:
         if not self.runner_alive and self.step is None:
             return f"running: {self.describe()}"
         state = "running (orphaned: its runner died)" if self.orphaned else "running"
-        return f"{state}: {self.doing(running, progress=False)} ({self.where})"
+        return f"{state}: {self.doing(running, with_progress=False)} ({self.where})"
 
     def describe(self) -> str:
         """One phrase naming the live holder and what it does, for messages."""
