@@ -126,4 +126,4 @@ def test_a_refused_runner_always_finds_the_holder_named_never_a_stale_or_empty_l
         other.wait(timeout=30)
     assert mine > 0 and refusals, (mine, len(refusals))
     expected = f"{layout.root}: campaign is being run by pid {other.pid} on {socket.gethostname()}"
-    assert [r for r in refusals if r != expected] == []
+    assert [r for r in refusals if r != expected] == [], (os.getpid(), other.pid)

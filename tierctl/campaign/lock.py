@@ -75,20 +75,27 @@ class LockRecord:
             return False
         return not self.local or is_alive(proc.pid, proc.start)
 
-    def holds(self, proc: LockedProcess | None) -> bool:
-        """Is `proc` alive and does it hold the lock file open? (the guard before signalling it)"""
+    def holds(self, proc: LockedProcess | None, skip_fd: int | None = None) -> bool:
+        """Is `proc` alive and does it hold the lock file open? (the guard before signalling it)
+
+        `skip_fd`: the descriptor this process reads the file through, which does not make it a holder.
+        """
         if proc is None or not self.local or not self.alive(proc):
             return False
-        return has_open(proc.pid, *self.file_id) is not False
+        return has_open(proc.pid, *self.file_id, skip_fd=skip_fd) is not False
 
     @property
     def live_step(self) -> LockedProcess | None:
         """The newest recorded step that is still running."""
         return next((s for s in reversed(self.steps) if self.alive(s)), None)
 
-    @property
-    def anyone_alive(self) -> bool:
-        return self.alive(self.runner) or self.live_step is not None
+    def anyone_holding(self, probe_fd: int) -> bool:
+        """Does a process this file names hold the lock (seen through `probe_fd`)? Not so while a takeover
+        is being installed: the old file is then locked by the newcomer but still names its previous
+        holder, which may well be alive (it released the lock and goes on with other work)."""
+        if not self.local:
+            return True
+        return self.holds(self.runner, probe_fd) or any(self.holds(s, probe_fd) for s in self.steps)
 
 
 def _fields(tokens: list[str]) -> dict[str, str]:
@@ -149,9 +156,9 @@ def _record_of(fd: int) -> LockRecord:
 def read_lock(path: Path) -> LockRecord | None:
     """What the lock file says while the lock is held; None when it is free (or there is no file).
 
-    A held lock that names no live process is re-read for up to SETTLE_S: that is a takeover in the
-    middle of installing its file (or a process that inherited the lock unrecorded, which is then
-    reported as it is).
+    A held lock whose file names no process that holds it is re-read for up to SETTLE_S: that is a
+    takeover in the middle of installing its file (or a process that inherited the lock unrecorded,
+    which is then reported as it is).
     """
     deadline = time.monotonic() + SETTLE_S
     while True:
@@ -164,7 +171,7 @@ def read_lock(path: Path) -> LockRecord | None:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 record = _record_of(fd)
-                if record.anyone_alive or time.monotonic() > deadline:
+                if record.anyone_holding(fd) or time.monotonic() > deadline:
                     return record
                 if _same_file(fd, Path(path)):
                     time.sleep(0.01)
@@ -240,7 +247,7 @@ class CampaignLock:
                 fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 record = _record_of(old)
-                if record.anyone_alive or time.monotonic() > deadline:
+                if record.anyone_holding(old) or time.monotonic() > deadline:
                     raise LockHeld(f"{self.path.parent}: campaign is being run by {live_holder(record)}",
                                    record) from None
                 time.sleep(0.01)  # a takeover between locking the old file and renaming its own

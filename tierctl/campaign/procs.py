@@ -69,13 +69,18 @@ def is_alive(pid: int, start: int | None) -> bool:
     return True
 
 
-def has_open(pid: int, dev: int, ino: int) -> bool | None:
-    """Does `pid` hold a descriptor of the file (dev, ino)? None when its descriptors cannot be read."""
+def has_open(pid: int, dev: int, ino: int, skip_fd: int | None = None) -> bool | None:
+    """Does `pid` hold a descriptor of the file (dev, ino)? None when its descriptors cannot be read.
+
+    `skip_fd`: a descriptor of this process not to count (the one it is looking at the file through).
+    """
     try:
         names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return None
     for name in names:
+        if pid == os.getpid() and skip_fd is not None and name == str(skip_fd):
+            continue
         with contextlib.suppress(OSError):
             st = os.stat(f"/proc/{pid}/fd/{name}")
             if st.st_dev == dev and st.st_ino == ino:
