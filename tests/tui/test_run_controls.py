@@ -60,3 +60,15 @@ async def test_an_iteration_the_runner_refuses_shows_the_runners_reason(demo: Ca
         assert screen.launched is None
         lines = [str(line) for line in screen.query_one(LogTail).lines]
         assert any("tierctl: iteration 4 needs iteration 2 complete" in line for line in lines), lines
+
+
+def test_the_run_panel_says_when_the_running_step_is_orphaned() -> None:
+    from rich.console import Console
+
+    from tierctl.live_model import LiveModel
+    from tierctl.tui.widgets.run_controls import RunState, progress_renderable
+
+    console = Console(width=100, color_system=None, record=True)
+    for orphaned, word in ((False, "running pid 42"), (True, "running (orphaned: its runner died) pid 42")):
+        console.print(progress_renderable(LiveModel(), RunState(active_pid=42, orphaned=orphaned)))
+        assert console.export_text().splitlines()[-1] == word

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierctl.campaign.holder import campaign_holder
+from tierctl.campaign.holder import Holder, campaign_holder
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import Event, EventFollower
 from tierctl.live_model import LiveModel
@@ -77,9 +77,14 @@ def launch(layout: CampaignLayout, iteration: int | None = None, all_iterations:
     return Launched(proc, argv, log, offset)
 
 
+def active_holder(layout: CampaignLayout) -> Holder | None:
+    """Who holds this campaign (its runner, or its orphaned step), None when free. Cheap: no events read."""
+    return campaign_holder(layout, progress=False)
+
+
 def active_pid(layout: CampaignLayout) -> int | None:
     """The pid of the live holder of this campaign (its runner, or its orphaned step), None when free."""
-    holder = campaign_holder(layout, progress=False)
+    holder = active_holder(layout)
     return holder.pid if holder is not None else None
 
 

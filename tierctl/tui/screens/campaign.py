@@ -103,6 +103,7 @@ class CampaignScreen(RunActions, Screen[None]):
         self._pending: deque[tuple[int | None, bool, list[Event]]] = deque()
         self._stop = threading.Event()
         self._pid: int | None = None
+        self._orphaned = False  # the holder is a step whose runner died
         self._phase = -1
         self._drawn_version = -1
         try:
@@ -223,7 +224,9 @@ class CampaignScreen(RunActions, Screen[None]):
                 events = events[:budget]
             self.model.apply(events)
             budget -= len(events)
-        pid = jobs.active_pid(self.campaign)
+        holder = jobs.active_holder(self.campaign)
+        pid = holder.pid if holder is not None else None
+        self._orphaned = holder is not None and holder.orphaned
         launched_note = self._check_launched(pid)
         if pid != self._pid or self.model.phase_version != self._phase:
             self._pid, self._phase = pid, self.model.phase_version
@@ -256,10 +259,10 @@ class CampaignScreen(RunActions, Screen[None]):
 
     def _run_state(self) -> RunState:
         starting = self.launched is not None and self._pid is None
-        return RunState(active_pid=self._pid, starting=starting, note=self.run_note)
+        return RunState(active_pid=self._pid, starting=starting, note=self.run_note, orphaned=self._orphaned)
 
     def _draw_live(self, force: bool = False) -> None:
-        key = (self.model.version, id(self.model), self._pid, self.launched is None, self.run_note)
+        key = (self.model.version, id(self.model), self._pid, self._orphaned, self.launched is None, self.run_note)
         if not force and key == self._drawn_version:
             return
         self._drawn_version = key

@@ -27,6 +27,7 @@ class RunState:
     active_pid: int | None = None  # the process holding the campaign lock
     starting: bool = False  # launched from here, lock not taken yet
     note: str = ""  # one line to show (a refused launch, a cancel sent)
+    orphaned: bool = False  # the holder is a step whose runner died: it goes on alone until it ends
 
 
 def steps_line(model: LiveModel, active: bool) -> Text:
@@ -97,7 +98,8 @@ def progress_renderable(model: LiveModel, run: RunState, now: float | None = Non
         grid.add_row(msg)
     state = Text(no_wrap=True, overflow="ellipsis")
     if active:
-        state.append("running", style="bold #42a5f5").append(f" pid {run.active_pid}", style="dim")
+        word = "running (orphaned: its runner died)" if run.orphaned else "running"
+        state.append(word, style="bold #42a5f5").append(f" pid {run.active_pid}", style="dim")
     elif run.starting:
         state.append("starting", style="#42a5f5")
     else:
