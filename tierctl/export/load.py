@@ -51,7 +51,7 @@ def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path, expe
             raise BadInput(f"{path}: tensor {name} has no place in the model of config.json")
         if tuple(target.shape) != tuple(t.shape):
             raise BadInput(f"{path}: tensor {name} has shape {list(t.shape)}, the model wants {list(target.shape)}")
-    model.load_state_dict(tensors, strict=False, assign=False)
+    model.load_state_dict(tensors, strict=False, assign=True)  # the file's tensors become the parameters: no copy
     model.tie_weights()  # tied weights (lm_head = embed_tokens) are saved once; tying after loading shares them
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded = {params[n].data_ptr() for n in tensors if n in params}
