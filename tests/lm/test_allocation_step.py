@@ -68,7 +68,7 @@ def test_a_schedule_edited_after_an_owl_iteration_ran_is_bad_input(tmp_path: Pat
     assert run_main(layout, 1) == 0
     layout.schedule.write_text(EDITED_SCHEDULE, encoding="utf-8")
     capsys.readouterr()
-    assert run_main(layout, 2) == 2
+    assert run_main(layout, 2) == 1  # refused after its start event: a failed step
     err = capsys.readouterr().err
     assert "iter1/tiers.safetensors:" in err and "owl allocation" in err and "schedule changed" in err
     assert not layout.metrics(2).exists()

@@ -228,7 +228,6 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
            f"must be one of {', '.join(ALLOCATIONS)}, got {p.allocation!r}")
     _check(path, p.allocation == "uniform" or p.method != "wanda-nm", "[prune] allocation",
            "owl applies to progressive and wanda-unstructured, not wanda-nm (its n:m is per group)")
-    _check(path, p.owl_m > 0, "[prune] owl_m", f"must be > 0, got {p.owl_m}")
     _check(path, 0.0 <= p.owl_lambda <= 0.5, "[prune] owl_lambda", f"must be in [0, 0.5], got {p.owl_lambda}")
     _check(path, 0.0 <= f.warmup_ratio < 1.0, "[finetune] warmup_ratio", f"must be in [0, 1), got {f.warmup_ratio}")
     _check(path, r.launcher in LAUNCHERS, "[run] launcher", f"must be one of {', '.join(LAUNCHERS)}")
