@@ -25,7 +25,7 @@ def invoke(*args: str):
 
 
 def test_controls_make_the_comparison_set_with_identical_model_data_eval_and_budget(tmp_path):
-    r = invoke("exp", "--dir", str(tmp_path), "--model", "tiny-llama", "--controls")
+    r = invoke("exp", "--dir", str(tmp_path), "--model", "tiny-llama", "--controls", "--no-check")  # 4 x 7 s saved
     assert r.exit_code == 0, r.stderr
     names = ["exp", "exp-control", "exp-wanda", "exp-wanda-2-4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
