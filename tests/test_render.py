@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from tierctl.core.vocab import TIER_COLORS
 from tierctl.errors import BadInput
 from tierctl.render import (
     DIFF_COLORS,
-    TIER_COLORS,
     LineChart,
     composition_bar,
     composition_legend,

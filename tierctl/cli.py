@@ -267,7 +267,7 @@ def status(
     campaign: str = typer.Argument(..., help="Campaign directory, or a name under ./campaigns."),
     json_: bool = typer.Option(False, "--json", help="Print the status as JSON (docs/cli.md)."),
 ) -> None:
-    """Iterations and steps (pending, running, done, failed), composition, sparsity, ppl: read from the files."""
+    """Iterations and steps (pending, running, done, failed, interrupted), composition, sparsity, ppl."""
     import json
     import time
 
@@ -302,6 +302,10 @@ def status(
                       soft_wrap=True)
     for it in [st.reference, *st.iterations]:
         for step, err in it.errors.items():
+            if it.steps[step] == "interrupted":  # resumable: say so, not "failed"
+                console.print(f"[yellow]iteration {it.iteration} {step} {err}[/]: running it again goes on "
+                              f"(log: {layout.step_log(it.iteration, step)})", highlight=False, soft_wrap=True)
+                continue
             console.print(f"[red]iteration {it.iteration} {step} failed:[/] {err} "
                           f"(log: {layout.step_log(it.iteration, step)})", highlight=False, soft_wrap=True)
     if st.holder is not None:
@@ -378,6 +382,7 @@ def _tier_source(arg: str) -> tuple[Path, str]:
 def _per_matrix(maps: dict, meta: dict) -> dict[str, dict[str, float | None]]:
     """Composition of each map, with the sparsity its tiers imply (docs/tiers.md) when block size and k are known."""
     from tierctl.core.schedule import tier_sparsities
+    from tierctl.core.vocab import TIER_KEYS
     from tierctl.render import map_composition
 
     b, k = meta.get("block_size"), meta.get("topk_per_block")
@@ -385,7 +390,7 @@ def _per_matrix(maps: dict, meta: dict) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for name, m in maps.items():
         comp: dict[str, float | None] = dict(map_composition(m))
-        comp["sparsity"] = sum(comp[t] * s for t, s in zip(("dense", "semi", "topk"), per_tier, strict=True)) \
+        comp["sparsity"] = sum(comp[t] * s for t, s in zip(TIER_KEYS, per_tier, strict=True)) \
             if per_tier else None
         out[name] = comp
     return out
@@ -440,15 +445,14 @@ def show(
 def _allocation_notes(tier_path: Path) -> tuple[str, dict[int, str]] | None:
     """`show`'s OWL column: the allocation in the metrics.json beside the tier map (an iteration's
     directory); None for a uniform campaign or a tier map on its own."""
-    import json
-
+    from tierctl.core.metrics import read_metrics
     from tierctl.render import allocation_notes
 
     try:
-        data = json.loads((tier_path.parent / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        metrics = read_metrics(tier_path.parent / "metrics.json")
+    except BadInput:
         return None
-    return allocation_notes(data.get("allocation")) if isinstance(data, dict) else None
+    return allocation_notes(metrics.allocation) if metrics is not None else None
 
 
 def _common_prefix(names: list[str]) -> str:

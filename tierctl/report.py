@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import html
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,13 @@ import numpy as np
 
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.campaign.state import DONE, campaign_status, load_campaign_schedule
+from tierctl.campaign.state import campaign_status, load_campaign_schedule
 from tierctl.core.atomic import atomic_dir
 from tierctl.core.events import read_events
+from tierctl.core.metrics import Metrics, read_metrics
 from tierctl.core.schedule import project
 from tierctl.core.tiermap_io import load_tier_maps_numpy
+from tierctl.core.vocab import DONE, STEPS, TIER_KEYS
 from tierctl.errors import BadInput
 from tierctl.report_evidence import comparison_table, evidence_table, pareto_figure
 from tierctl.report_figures import composition_figure, log_y, new_figure, ppl_figure, tiermap_figure
@@ -51,7 +52,7 @@ class IterationData:
     ppl_pruned: float | None
     ppl: float | None
     per_layer: dict[str, dict[str, float]] | None
-    metrics: dict[str, Any]
+    metrics: Metrics
     tiers: dict[str, np.ndarray] | None  # None when the iteration has no tier map (e.g. a Wanda baseline)
     eval_info: dict[str, Any] | None = None  # the evaluation protocol (source, windows, seqlen, protocol)
     step_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step's last ok run
@@ -99,7 +100,7 @@ def load_campaign(layout: CampaignLayout) -> CampaignData:
             continue
         path = layout.tiers(it.iteration)
         tiers = load_tier_maps_numpy(path)[0] if path.is_file() else None
-        info = _field(it.metrics, "eval")
+        info = it.metrics.eval
         data.iterations.append(IterationData(it.iteration, dict(it.steps), it.composition, it.sparsity,
                                              it.ppl_pruned, it.ppl, it.per_layer, it.metrics, tiers,
                                              info if isinstance(info, dict) else None,
@@ -109,18 +110,14 @@ def load_campaign(layout: CampaignLayout) -> CampaignData:
     return data
 
 
-def _field(metrics: Any, key: str) -> Any:
-    """A metrics.json field, from a dict or a typed record alike."""
-    return metrics.get(key) if isinstance(metrics, dict) else getattr(metrics, key, None)
-
-
 def reference_ppl(layout: CampaignLayout) -> float | None:
     """The ppl of the unpruned model: iter0/metrics.json `ppl`, written when the campaign measured
     its iteration 0 (the reference); None when it did not."""
     try:
-        value = json.loads(layout.metrics(0).read_text(encoding="utf-8")).get("ppl")
-    except (OSError, ValueError, AttributeError):
+        metrics = read_metrics(layout.metrics(0))
+    except BadInput:
         return None
+    value = metrics.ppl if metrics is not None else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -213,6 +210,7 @@ th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 .done { color: #2e7d32; } .failed { color: #c62828; font-weight: bold; } .running { color: #b26a00; }
+.interrupted { color: #b26a00; }
 .pending { color: #999; } .bad { color: #c62828; font-weight: bold; }
 """
 
@@ -247,12 +245,12 @@ def _results(c: CampaignData) -> str:
     rows = []
     for it in c.iterations:
         comp = it.composition or {}
-        ft = it.metrics.get("finetune") if isinstance(it.metrics.get("finetune"), dict) else {}
-        mv = it.metrics.get("mask_violations")
+        ft = it.metrics.finetune if isinstance(it.metrics.finetune, dict) else {}
+        mv = it.metrics.mask_violations
         rows.append([str(it.iteration)]
                     + [f'<span class="{esc(it.steps.get(s))}">{esc(it.steps.get(s))}</span>'
-                       for s in ("prune", "finetune", "eval")]
-                    + [_pct(comp.get(k)) for k in ("dense", "semi", "topk")]
+                       for s in STEPS]
+                    + [_pct(comp.get(k)) for k in TIER_KEYS]
                     + [_pct(it.sparsity), _num(it.ppl_pruned), _num(it.ppl),
                        f'<span class="bad">{esc(mv)}</span>' if isinstance(mv, int) and mv else esc(_num(mv, "{}")),
                        _num(ft.get("final_loss"), "{:.4f}")])
@@ -274,13 +272,11 @@ def timing_rows(c: CampaignData) -> tuple[list[str], list[list[float | None]]]:
     their events; the prune step's own `step_s` when its events are gone), their total, then the parts
     the steps recorded (which the total never adds again)."""
     parts = [(k, label) for k, label in TIMING_PARTS
-             if any(isinstance(_field(it.metrics, "timings"), dict) and k in _field(it.metrics, "timings")
-                    for it in c.iterations)]
+             if any(isinstance(it.metrics.timings, dict) and k in it.metrics.timings for it in c.iterations)]
     head = ["prune step", "fine-tune step", "eval step", "total"] + [label for _, label in parts]
     rows = []
     for it in c.iterations:
-        t = _field(it.metrics, "timings")
-        t = t if isinstance(t, dict) else {}
+        t = it.metrics.timings if isinstance(it.metrics.timings, dict) else {}
         steps: list[float | None] = []
         for step, own in STEP_TOTALS:
             v = it.step_seconds.get(step)

@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tierctl.render.bars import KIND_ORDER, TIER_COLORS, matrix_sort_key, split_matrix_name
-from tierctl.render.bars import TIER_NAMES as TIER_LABELS
-
-TIER_KEYS = ("dense", "semi", "topk")
+from tierctl.core.vocab import TIER_COLORS, TIER_KEYS, TIER_LABELS
+from tierctl.render.bars import KIND_ORDER, matrix_sort_key, split_matrix_name
 
 if TYPE_CHECKING:
     from tierctl.report import CampaignData
@@ -182,7 +180,7 @@ def composition_figure(campaigns: list[CampaignData]) -> Any | None:
         depth = composition_by(it.per_layer, it.tiers, "depth")
         kind = composition_by(it.per_layer, it.tiers, "kind")
         _stacked(axes[r][0], depth)
-        _owl_overlay(axes[r][0], list(depth), (it.metrics or {}).get("allocation"))
+        _owl_overlay(axes[r][0], list(depth), it.metrics.allocation if it.metrics is not None else None)
         step = max(1, len(depth) // 16)
         axes[r][0].set_xticks(range(0, len(depth), step), [str(k) for k in list(depth)[::step]])
         axes[r][0].set_ylabel(f"{c.name}\niter {it.iteration}", fontsize=8)

@@ -92,16 +92,26 @@ def test_a_fine_tune_whose_ledger_is_not_merged_yet_is_not_done(tmp_path):
     prune_done(layout, 1)
     event(layout, 1, "finetune", "start")  # killed between the model swap and the metrics merge
     (layout.model(1) / "finetune.json").write_text('{"epochs": 2}')
-    assert steps(campaign_status(layout), 1)["finetune"] == "failed"
+    assert steps(campaign_status(layout), 1)["finetune"] == "interrupted"
 
 
-def test_a_start_without_end_is_failed_when_no_process_holds_the_lock(tmp_path):
+def test_a_start_without_end_is_interrupted_when_no_process_holds_the_lock(tmp_path):
     layout = make_campaign(tmp_path)
     prune_done(layout, 1)
     event(layout, 1, "finetune", "start")
     st = campaign_status(layout)
-    assert steps(st, 1)["finetune"] == "failed"
+    assert steps(st, 1)["finetune"] == "interrupted"
     assert "interrupted" in st.iteration(1).errors["finetune"]
+
+
+def test_an_end_event_of_a_signal_or_cancel_is_interrupted_not_failed(tmp_path):
+    layout = make_campaign(tmp_path)
+    prune_done(layout, 1)
+    event(layout, 1, "finetune", "start")
+    event(layout, 1, "finetune", "end", status="failed", error="interrupted")
+    st = campaign_status(layout)
+    assert steps(st, 1)["finetune"] == "interrupted"
+    assert st.next == (1, "finetune")
 
 
 def test_a_start_without_end_is_running_while_the_lock_is_held(tmp_path):

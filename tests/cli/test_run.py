@@ -352,7 +352,7 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
     assert proc.stderr.read() == (f"tierctl: iteration 1 finetune failed: killed by SIGKILL (log: "
                                   f"{layout.step_log(1, 'finetune')})\n")
     assert json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][1]["steps"] == \
-        {"prune": "done", "finetune": "failed", "eval": "pending"}
+        {"prune": "done", "finetune": "interrupted", "eval": "pending"}  # resumable: it was killed
 
     # Resume; this time kill -9 the runner itself while iteration 2 prunes.
     proc = start_run(layout)

@@ -69,6 +69,20 @@ def test_a_failed_step_is_shown_with_its_error_and_log(tmp_path):
     assert f"iteration 1 prune failed: ValueError: boom (log: {layout.root}/logs/iter1-prune.log)" in r.stdout
 
 
+def test_a_stopped_step_reads_interrupted_in_the_table_the_json_and_the_note(tmp_path):
+    layout = make_campaign(tmp_path)
+    prune_done(layout, 1)
+    event(layout, 1, "finetune", "start")
+    event(layout, 1, "finetune", "end", status="failed", error="interrupted")  # Ctrl-C / SIGTERM / cancel
+    r = invoke(str(layout.root), "--json")
+    assert json.loads(r.stdout)["iterations"][0]["steps"] == {"prune": "done", "finetune": "interrupted",
+                                                              "eval": "pending"}
+    r = invoke(str(layout.root))
+    assert "↻ interrupted" in r.stdout and "failed" not in r.stdout
+    assert (f"iteration 1 finetune interrupted: running it again goes on "
+            f"(log: {layout.root}/logs/iter1-finetune.log)") in r.stdout
+
+
 def test_a_running_campaign_names_the_step_and_the_holder(tmp_path):
     layout = make_campaign(tmp_path)
     event(layout, 1, "prune", "start")

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from tierctl.core.atomic import TMP_PREFIX
+from tierctl.core.tiermap_io import load_tiers, save_tiers
 from tierctl.core.tiers import (
     DENSE,
     SEMI,
@@ -18,11 +19,9 @@ from tierctl.core.tiers import (
     count_violations,
     expected_sparsity,
     keep_mask,
-    load_tiers,
     measured_sparsity,
     nm_mask,
     progressive_step,
-    save_tiers,
     semi_mask,
     topk_mask,
     unstructured_mask,

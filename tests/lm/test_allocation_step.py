@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import make_campaign
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.core.tiers import load_tiers
+from tierctl.core.tiermap_io import load_tiers
 from tierctl.lm.prune import reached_counts
 from tierctl.steps.prune import main
 

@@ -27,7 +27,7 @@ SCHEDULE_EPOCHS = "iteration,dense,mid_2_4,topk,epochs\n1,0.5,0.25,0.25,{epochs}
 
 def pruned_iteration(layout: CampaignLayout, n: int = 1) -> dict[str, torch.Tensor]:
     """What the prune step leaves in iter<N>: model/, tiers.safetensors, metrics.json. Returns the maps."""
-    from tierctl.core.tiers import save_tiers
+    from tierctl.core.tiermap_io import save_tiers
     from tierctl.lm.models import load_model, save_model
 
     model, tok = load_model("tiny-llama", device="cpu")
@@ -91,7 +91,8 @@ def test_step_fine_tunes_writes_the_ledger_and_keeps_the_masks(tmp_path: Path) -
 
 def test_pruned_entries_stay_exactly_zero_in_the_saved_model(tmp_path: Path) -> None:
     layout = campaign(tmp_path, lr=1e-1)
-    from tierctl.core.tiers import keep_mask, load_tiers
+    from tierctl.core.tiermap_io import load_tiers
+    from tierctl.core.tiers import keep_mask
 
     tiers, _ = load_tiers(layout.tiers(1))
     pruned = model_weights(layout)
@@ -134,7 +135,8 @@ def test_epochs_0_leaves_the_pruned_model_bitwise_and_marks_done(tmp_path: Path)
 
 def test_a_revived_weight_in_the_pruned_model_fails_the_step_naming_the_matrix(tmp_path: Path) -> None:
     layout = campaign(tmp_path)
-    from tierctl.core.tiers import SEMI, load_tiers
+    from tierctl.core.tiermap_io import load_tiers
+    from tierctl.core.tiers import SEMI
 
     tiers, _ = load_tiers(layout.tiers(1))
     name = "model.layers.1.self_attn.o_proj"

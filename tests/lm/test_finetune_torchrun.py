@@ -76,7 +76,8 @@ def test_two_processes_keep_the_masks_and_match_one_process(strategy: str, tmp_p
     assert ledger["processes"] == 2 and ledger["strategy"] == strategy and ledger["mask_violations"] == 0
     assert ledger["steps"] == 8 and ledger["global_batch"] == 4
     tuned = weights(layout)
-    from tierctl.core.tiers import keep_mask, load_tiers
+    from tierctl.core.tiermap_io import load_tiers
+    from tierctl.core.tiers import keep_mask
 
     tiers, _ = load_tiers(layout.tiers(1))
     for name, t in tiers.items():

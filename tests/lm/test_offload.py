@@ -18,7 +18,7 @@ from torch import nn
 
 from tests.helpers import make_campaign
 from tierctl.campaign.config import dumps_config, load_config
-from tierctl.core.tiers import load_tiers
+from tierctl.core.tiermap_io import load_tiers
 from tierctl.lm.evaluate import perplexity
 from tierctl.lm.models import decoder_layers, load_model, prunable_linears
 from tierctl.lm.offload import outer_modules, streams_layers

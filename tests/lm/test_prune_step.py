@@ -21,7 +21,8 @@ from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.state import campaign_status
 from tierctl.core.events import read_events
 from tierctl.core.schedule import load_schedule
-from tierctl.core.tiers import count_violations, load_tiers
+from tierctl.core.tiermap_io import load_tiers
+from tierctl.core.tiers import count_violations
 from tierctl.lm.models import load_model, prunable_linears
 from tierctl.steps.prune import main
 

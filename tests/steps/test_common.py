@@ -12,7 +12,7 @@ from tests.helpers import make_campaign
 from tierctl.core.events import read_events
 from tierctl.errors import BadInput
 from tierctl.steps.__main__ import main as steps_main
-from tierctl.steps.common import input_model_spec, read_metrics, run_step, update_metrics
+from tierctl.steps.common import input_model_spec, run_step
 
 
 @pytest.fixture
@@ -105,22 +105,6 @@ def test_only_rank_0_emits_events(layout, monkeypatch, capsys):
     assert run_step("finetune", lambda ctx: ranks.append((ctx.rank, ctx.is_main)), args(layout)) == 0
     assert ranks == [(1, False)]
     assert not layout.events(1).exists() and capsys.readouterr().out == ""
-
-
-def test_update_metrics_merges_nested_tables(layout):
-    update_metrics(layout, 1, iteration=1, ppl=None, timings={"prune_s": 2.0})
-    update_metrics(layout, 1, ppl=12.5, timings={"eval_s": 3.0}, eval={"source": "pydoc"})
-    assert read_metrics(layout, 1) == {"iteration": 1, "ppl": 12.5, "timings": {"prune_s": 2.0, "eval_s": 3.0},
-                                       "eval": {"source": "pydoc"}}
-    assert not [p for p in layout.iter_dir(1).iterdir() if p.name.startswith(".tmp-")]
-
-
-def test_read_metrics_of_a_missing_file_is_empty_and_of_a_corrupt_one_bad_input(layout):
-    assert read_metrics(layout, 1) == {}
-    layout.iter_dir(1).mkdir()
-    layout.metrics(1).write_text("{not json")
-    with pytest.raises(BadInput, match="metrics.json: not valid JSON"):
-        read_metrics(layout, 1)
 
 
 def test_input_model_is_the_base_model_then_the_previous_iteration(layout):

@@ -14,10 +14,10 @@ import pytest
 
 from tests.tui.conftest import run_async, wait_for
 from tests.tui.fixtures import recorded_stream
+from tierctl.campaign.follow import EventPump, RunWatch
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import read_events
 from tierctl.tui.app import make_app
-from tierctl.tui.jobs import RunWatch
 from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.screens.help import HelpScreen
 
@@ -25,12 +25,14 @@ N = 100_000
 
 
 def test_a_recorded_stream_replays_into_the_same_final_state_as_the_whole_file(demo: CampaignLayout) -> None:
+    """Through the dashboard's own path: a pump read once, drained tick by tick within its budget."""
     demo.iter_dir(3).mkdir()
     demo.events(3).write_text("\n".join(recorded_stream(3, N)) + "\n")
-    watch = RunWatch(demo)
-    assert watch.poll() == N
-    m = watch.model
-    assert (m.iteration, m.events_applied, m.version) == (3, N, 1)
+    pump = EventPump(RunWatch(demo), budget=40_000)
+    assert pump.read() == N
+    assert [pump.drain() for _ in range(4)] == [40_000, 40_000, 20_000, 0]
+    m = pump.model
+    assert (m.iteration, m.events_applied, m.version) == (3, N, 3)
     assert [m.steps[s].status for s in ("prune", "finetune", "eval")] == ["done", "done", "done"]
     assert len(m.layers) == 210
     assert m.loss.count == 49_875 and m.loss.last == pytest.approx(2.00004, abs=1e-5)

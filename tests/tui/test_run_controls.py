@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.widgets import Input
 
 from tests.tui.conftest import run_async, wait_for
+from tierctl.campaign import jobs
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.tui import jobs
 from tierctl.tui.app import make_app
 from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.screens.prompt import PromptScreen
@@ -64,8 +64,8 @@ async def test_an_iteration_the_runner_refuses_shows_the_runners_reason(demo: Ca
 
 def test_the_run_panel_says_when_the_running_step_is_orphaned() -> None:
     from rich.console import Console
-
     from tierctl.live_model import LiveModel
+
     from tierctl.tui.widgets.run_controls import RunState, progress_renderable
 
     console = Console(width=100, color_system=None, record=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import run_async, wait_for
+from tierctl.campaign import jobs
 from tierctl.campaign.cancel import cancel
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.state import campaign_status
-from tierctl.tui import jobs
 from tierctl.tui.app import make_app
 from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.screens.choice import ChoiceScreen
@@ -104,7 +104,7 @@ async def test_a_run_outlives_the_dashboard_that_started_it_and_the_next_one_rea
             await pilot.press("y")
             assert screen.run_note == f"SIGTERM sent to pid {pid}"
             await wait_for(pilot, lambda: screen._pid is None, timeout=60, what="the run to stop")
-            await wait_for(pilot, lambda: any(v.status == "failed" and v.error == "interrupted"
+            await wait_for(pilot, lambda: any(v.status == "interrupted" and v.error == "interrupted"
                                               for v in screen.model.steps.values()),
                            timeout=30, what="the step's end event")
     finally:

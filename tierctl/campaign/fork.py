@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.campaign.layout import TMP_PREFIX, CampaignLayout, check_campaign_name
-from tierctl.campaign.state import DONE, campaign_status, load_campaign_schedule
+from tierctl.campaign.state import campaign_status, load_campaign_schedule
+from tierctl.core.vocab import DONE
 from tierctl.errors import BadInput
 
 ORIGIN_FILE = "forked_from.json"

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tierctl.campaign.layout import CampaignLayout, atomic_write_json
-from tierctl.campaign.state import read_metrics
+from tierctl.campaign.layout import CampaignLayout
+from tierctl.core.metrics import read_metrics, update_metrics
 
 EXIT_HALTED = 3
 RECORD = "guardrail"
@@ -54,10 +54,10 @@ def rows_after(schedule: Any, n: int) -> list[str]:
 def reference_ppl(layout: CampaignLayout) -> float | None:
     """ppl of the unpruned reference (iter0/metrics.json), when it was measured."""
     try:
-        metrics = read_metrics(layout.metrics(0)) or {}
+        metrics = read_metrics(layout.metrics(0))
     except Exception:  # noqa: BLE001  (a broken reference only means there is nothing to compare iteration 1 with)
         return None
-    ppl = metrics.get("ppl")
+    ppl = metrics.ppl if metrics is not None else None
     return float(ppl) if isinstance(ppl, (int, float)) and not isinstance(ppl, bool) and ppl > 0 else None
 
 
@@ -70,7 +70,7 @@ def find_halt(layout: CampaignLayout, iterations: list[Any], schedule: Any, rati
         if it.ppl is None:
             break
         if prev is not None and it.ppl > ratio * prev:
-            record = (it.metrics or {}).get(RECORD)
+            record = it.metrics.guardrail if it.metrics is not None else None
             released = isinstance(record, dict) and record.get("rows_after") != rows_after(schedule, it.iteration)
             if not released:
                 return Halt(it.iteration, it.ppl, prev, prev_n, ratio)
@@ -80,9 +80,8 @@ def find_halt(layout: CampaignLayout, iterations: list[Any], schedule: Any, rati
 
 def record_halt(layout: CampaignLayout, halt: Halt, schedule: Any) -> None:
     """Write the halt into iter<N>/metrics.json (atomically; under the campaign lock)."""
-    metrics = read_metrics(layout.metrics(halt.iteration)) or {}
-    metrics[RECORD] = {**halt.to_json(), "rows_after": rows_after(schedule, halt.iteration)}
-    atomic_write_json(layout.metrics(halt.iteration), metrics)
+    update_metrics(layout.metrics(halt.iteration),
+                   guardrail={**halt.to_json(), "rows_after": rows_after(schedule, halt.iteration)})
 
 
 def halted_message(layout: CampaignLayout, halt: Halt) -> str:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierctl.campaign.layout import CampaignLayout, atomic_write_json, remove_path
-from tierctl.campaign.state import DONE, CampaignStatus, read_metrics
-from tierctl.core.events import STEPS
+from tierctl.campaign.layout import CampaignLayout, remove_path
+from tierctl.campaign.state import CampaignStatus
+from tierctl.core.metrics import read_metrics, write_metrics
+from tierctl.core.vocab import DONE, STEPS
 from tierctl.errors import BadInput
 
 
@@ -153,8 +154,7 @@ def invalidate(layout: CampaignLayout, req: RunRequest) -> list[str]:
     elif req.step == "eval":
         assert req.iteration is not None
         metrics = read_metrics(layout.metrics(req.iteration))
-        if metrics is not None and metrics.get("ppl") is not None:
-            metrics["ppl"] = metrics["ppl_interval"] = None
-            atomic_write_json(layout.metrics(req.iteration), metrics)
+        if metrics is not None and metrics.ppl is not None:
+            write_metrics(layout.metrics(req.iteration), metrics.merged(ppl=None, ppl_interval=None))
             removed.append(f"{layout.metrics(req.iteration)}: ppl")
     return removed

@@ -43,13 +43,13 @@ from tierctl.campaign.plan import RunRequest, invalidate, plan_run
 from tierctl.campaign.procs import process_groups, signal_groups
 from tierctl.campaign.resume import resume_point, run_command
 from tierctl.campaign.state import (
-    DONE,
     campaign_status,
     iteration_status,
     load_campaign_schedule,
     reference_status,
 )
 from tierctl.core.events import Event, parse_line
+from tierctl.core.vocab import DONE
 from tierctl.errors import BadInput
 
 GRACE_S = 10.0  # seconds between SIGTERM and SIGKILL when stopping a step

@@ -1,16 +1,17 @@
 """The state of a campaign, derived from its directory and nothing else.
 
 There is no second record (no database, no state file) that could disagree with the directory:
-a step is `done` when its outputs are in place (SPEC section 5), and `running` / `failed` come from
-the iteration's events.jsonl together with the campaign lock:
+a step is `done` when its outputs are in place (SPEC section 5), and `running` / `failed` /
+`interrupted` come from the iteration's events.jsonl together with the campaign lock:
 
     prune    done <=> iter<N>/metrics.json exists (written last by the prune step)
     finetune done <=> prune done, iter<N>/model/finetune.json exists (the ledger, written with the model)
                       and the ledger is merged into metrics.json ("finetune"; a rerun of the step merges it)
     eval     done <=> finetune done and metrics.json "ppl" is not null
-    otherwise, from the step's events: no start -> pending; last event `end` failed -> failed;
-    a start without an end -> running while the lock is held and this is the iteration's newest start,
-    else failed (the step was killed: the campaign is resumable from the files).
+    otherwise, from the step's events: no start -> pending; last event `end` failed -> failed, or
+    interrupted when its error is "interrupted" (Ctrl-C, SIGTERM, a cancel); a start without an end ->
+    running while the lock is held and this is the iteration's newest start, else interrupted (the step
+    was killed). An interrupted step is resumable from the files: running it again goes on.
 
 Iteration 0 is the reference (the starting model, measured once): one step, `eval`, done <=>
 iter0/metrics.json holds a ppl. It is `CampaignStatus.reference`, listed first by `to_json`; every later
@@ -22,19 +23,16 @@ ignores temporary names. No torch, no pandas.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tierctl.campaign.holder import Holder, campaign_holder
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.core.events import STEPS, Event, read_events_checked
+from tierctl.core.events import Event, read_events_checked
+from tierctl.core.metrics import Metrics, read_metrics
+from tierctl.core.vocab import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, STEPS
 from tierctl.errors import BadInput
-
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-STATES = (PENDING, RUNNING, DONE, FAILED)
 
 # Columns of a schedule row that the prune of an iteration consumed (checked once it is done), and the
 # one the fine-tune consumed (checked once the fine-tune is done).
@@ -54,9 +52,9 @@ class IterationStatus:
     ppl_pruned: float | None = None
     ppl: float | None = None
     per_layer: dict[str, dict[str, float]] | None = None
-    errors: dict[str, str] = field(default_factory=dict)  # step -> last error, for failed steps
+    errors: dict[str, str] = field(default_factory=dict)  # step -> last error, of failed and interrupted steps
     warnings: list[str] = field(default_factory=list)  # damaged but readable files (torn event lines)
-    metrics: dict[str, Any] | None = None  # iter<N>/metrics.json as read (None before the prune is done)
+    metrics: Metrics | None = None  # iter<N>/metrics.json as read (None before the prune is done)
     pid: int | None = None  # the process of the running step (set only while a step of it runs)
     orphaned: bool = False  # that step goes on alone: its runner died (it holds the lock until it ends)
     ppl_interval: list[float] | None = None  # [low, high], 95% (lm/evaluate.py INTERVAL)
@@ -168,23 +166,6 @@ class CampaignStatus:
 # --- reading the files ------------------------------------------------------------------------------
 
 
-def read_metrics(path: Path) -> dict[str, Any] | None:
-    """metrics.json as a dict, None when it does not exist; BadInput when it is not a JSON object."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise BadInput(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: not a JSON object")
-    return data
-
-
 def _number(v: Any) -> float | None:
     """A finite float or None (metrics may hold null, NaN or a string by accident)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -202,11 +183,12 @@ def _from_events(events: list[Event], step: str, lock_held: bool) -> tuple[str, 
         if last.get("status") == "ok":
             # Ended ok but its outputs are not there (removed since, or the step wrote nothing): not done.
             return PENDING, None
-        return FAILED, str(last.get("error") or "failed")
+        error = str(last.get("error") or "failed")
+        return (INTERRUPTED if error == INTERRUPTED else FAILED), error
     newest_start = max((i for i, e in enumerate(events) if e.event == "start"), default=-1)
     if lock_held and events[newest_start] is last:
         return RUNNING, None
-    return FAILED, "interrupted (no end event: the step was killed)"
+    return INTERRUPTED, "interrupted (no end event: the step was killed)"
 
 
 def _mark_holder(it: IterationStatus, holder: Holder) -> None:
@@ -229,10 +211,10 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
     done = {
         "prune": metrics is not None,
         "finetune": metrics is not None and (layout.model(n) / "finetune.json").is_file()
-        and isinstance(metrics.get("finetune"), dict),
+        and isinstance(metrics.finetune, dict),
         "eval": False,
     }
-    done["eval"] = done["finetune"] and metrics is not None and _number(metrics.get("ppl")) is not None
+    done["eval"] = done["finetune"] and metrics is not None and _number(metrics.ppl) is not None
     events, torn = read_events_checked(layout.events(n)) if layout.events(n).is_file() else ([], [])
     if torn:
         it.warnings.append(f"{layout.events(n)}: line{'s' if len(torn) > 1 else ''} "
@@ -244,7 +226,7 @@ def iteration_status(layout: CampaignLayout, n: int, lock_held: bool) -> Iterati
             it.steps[step] = FAILED
         else:
             it.steps[step], err = _from_events(events, step, lock_held)
-            if err is not None and it.steps[step] == FAILED:
+            if err is not None and it.steps[step] in (FAILED, INTERRUPTED):
                 it.errors[step] = err
     _read_values(it, metrics, done["eval"])
     return it
@@ -257,21 +239,21 @@ def _interval(v: Any) -> list[float] | None:
     return None
 
 
-def _read_values(it: IterationStatus, metrics: dict[str, Any] | None, evaluated: bool) -> None:
+def _read_values(it: IterationStatus, metrics: Metrics | None, evaluated: bool) -> None:
     """The numbers of metrics.json that status shows (ppl and its interval only once the eval is done)."""
     if metrics is not None:
         it.metrics = metrics
-        comp = metrics.get("composition")
+        comp = metrics.composition
         if isinstance(comp, dict):
             it.composition = {k: float(v) for k, v in comp.items() if _number(v) is not None}
-        it.sparsity = _number(metrics.get("sparsity"))
-        it.ppl_pruned = _number(metrics.get("ppl_pruned"))
-        it.ppl = _number(metrics.get("ppl")) if evaluated else None
-        it.ppl_interval = _interval(metrics.get("ppl_interval")) if evaluated else None
-        it.ppl_pruned_interval = _interval(metrics.get("ppl_pruned_interval"))
-        zeroshot = metrics.get("zeroshot")
+        it.sparsity = _number(metrics.sparsity)
+        it.ppl_pruned = _number(metrics.ppl_pruned)
+        it.ppl = _number(metrics.ppl) if evaluated else None
+        it.ppl_interval = _interval(metrics.ppl_interval) if evaluated else None
+        it.ppl_pruned_interval = _interval(metrics.ppl_pruned_interval)
+        zeroshot = metrics.zeroshot
         it.zeroshot = zeroshot if isinstance(zeroshot, dict) and evaluated else None
-        per_layer = metrics.get("per_layer")
+        per_layer = metrics.per_layer
         it.per_layer = per_layer if isinstance(per_layer, dict) else None
 
 
@@ -283,7 +265,7 @@ def reference_status(layout: CampaignLayout, lock_held: bool) -> IterationStatus
     except BadInput as e:  # damaged: measure it again
         metrics = None
         it.errors["eval"] = f"{e}: damaged; measure it again with: tierctl run {layout.root} --iter 0 --force"
-    done = metrics is not None and _number(metrics.get("ppl")) is not None
+    done = metrics is not None and _number(metrics.ppl) is not None
     if done:
         it.steps["eval"] = DONE
     elif "eval" in it.errors:
@@ -294,7 +276,7 @@ def reference_status(layout: CampaignLayout, lock_held: bool) -> IterationStatus
             it.warnings.append(f"{layout.events(0)}: line{'s' if len(torn) > 1 else ''} "
                                f"{', '.join(map(str, torn))} not a complete event (a write was cut off); skipped")
         it.steps["eval"], err = _from_events(events, "eval", lock_held)
-        if err is not None and it.steps["eval"] == FAILED:
+        if err is not None and it.steps["eval"] in (FAILED, INTERRUPTED):
             it.errors["eval"] = err
     _read_values(it, metrics, done)
     return it
@@ -350,7 +332,7 @@ def check_history(layout: CampaignLayout, schedule: Any, status: CampaignStatus)
     end of the schedule is a contradiction as well (its row was deleted).
     """
     for it in status.iterations:
-        recorded = (it.metrics or {}).get("schedule_row")
+        recorded = it.metrics.schedule_row if it.metrics is not None else None
         if not isinstance(recorded, dict):
             continue
         row = schedule.row(it.iteration)

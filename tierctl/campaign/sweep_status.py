@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierctl.campaign.state import FAILED, campaign_status
+from tierctl.campaign.state import campaign_status
 from tierctl.campaign.sweep import read_jobs
 from tierctl.campaign.sweep_spec import Sweep, points
+from tierctl.core.vocab import FAILED, INTERRUPTED
 from tierctl.errors import TierctlError
 
 STATES = ("pending", "running", "done", "failed", "halted")
-INTERRUPTED = "interrupted"  # a step stopped by a signal or killed (resumable), as the campaign state names it
 FINISHED = ("done", "halted")
 SLURM_QUEUED = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED")
 

@@ -23,7 +23,6 @@ import numpy as np
 
 from tierctl.errors import BadInput
 
-TIER_NAMES = ("dense", "2:4", "top-k")
 KIND_ORDER = ("q", "k", "v", "o", "gate", "up", "down")
 
 

@@ -18,7 +18,6 @@ from typing import IO, Any
 
 from tierctl.core.atomic import json_safe
 
-STEPS = ("prune", "finetune", "eval")
 TYPES = ("start", "progress", "layer", "metric", "log", "end")
 
 

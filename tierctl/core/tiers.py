@@ -1,4 +1,6 @@
-"""Tier algebra of SPEC sections 1-3: block scores, 2:4 and top-k masks, one progressive step, tier-map files.
+"""Tier algebra of SPEC sections 1-3: block scores, 2:4 and top-k masks, one progressive step.
+
+Tier-map files are read and written by tierctl.core.tiermap_io.
 
 Pure torch and vectorised: the only Python loops run over the log2(b) levels of a summation tree, the two
 phases, and the few position pairs inside a group of 4. Works on the weight's device (CPU or CUDA).
@@ -22,13 +24,10 @@ float sum depends on its order, so every number that decides a tier is defined e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 
-DENSE, SEMI, TOPK = 0, 1, 2
-TIER_NAMES = ("dense", "semi", "topk")
-
+from tierctl.core.vocab import DENSE, SEMI, TIER_KEYS, TOPK
 
 # ---- checks ----
 
@@ -340,7 +339,7 @@ def composition(tiers: torch.Tensor) -> dict[str, float | int]:
     if len(counts) > 3:
         raise ValueError(f"tier map holds tier {len(counts) - 1}; tiers are 0 dense, 1 2:4, 2 top-k")
     n = tiers.numel()
-    out: dict[str, float | int] = {name: (c / n if n else 0.0) for name, c in zip(TIER_NAMES, counts, strict=True)}
+    out: dict[str, float | int] = {name: (c / n if n else 0.0) for name, c in zip(TIER_KEYS, counts, strict=True)}
     out["blocks"] = n
     return out
 
@@ -376,34 +375,3 @@ def count_violations(weight: torch.Tensor, tiers: torch.Tensor, block_size: int 
     semi_bad = ((per_group > 2) & (t == SEMI).view(R, 1, C, 1)).sum()
     topk_bad = ((nz.sum((1, 3), dtype=torch.int32) > k) & (t == TOPK)).sum()
     return int(semi_bad + topk_bad)
-
-
-# ---- tier-map files (SPEC section 5) ----
-
-_META_KEYS = ("block_size", "topk_per_block", "iteration")
-
-
-def save_tiers(path: str | Path, maps: Mapping[str, torch.Tensor], block_size: int, k: int, iteration: int) -> None:
-    """Write tier maps (key = module name) to a safetensors file atomically, metadata as strings."""
-    from tierctl.core.atomic import atomic_write_safetensors
-
-    if not maps:
-        raise ValueError("no tier maps to save")
-    for name, t in maps.items():
-        if t.dtype != torch.uint8 or t.dim() != 2:
-            raise ValueError(f"tier map {name!r} must be 2-D uint8, got {t.dtype} {list(t.shape)}")
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in maps.items()}
-    meta = {"block_size": str(int(block_size)), "topk_per_block": str(int(k)), "iteration": str(int(iteration))}
-    atomic_write_safetensors(Path(path), tensors, meta)
-
-
-def load_tiers(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, int | str]]:
-    """Tier maps (CPU uint8) and metadata (the SPEC keys as ints). A bad file raises BadInput naming it."""
-    from tierctl.core.tiermap_io import load_tier_maps_numpy
-    from tierctl.errors import BadInput
-
-    arrays, meta = load_tier_maps_numpy(path)  # validates: readable, 2-D uint8, tiers 0..2, int metadata
-    missing = [key for key in _META_KEYS if key not in meta]
-    if missing:
-        raise BadInput(f"{path}: metadata lacks {', '.join(missing)}")
-    return {name: torch.tensor(a, dtype=torch.uint8) for name, a in arrays.items()}, meta

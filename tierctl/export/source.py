@@ -41,7 +41,8 @@ def resolve_iteration(arg: str) -> IterationSource:
     """The iteration `arg` names (default: the latest finished one); BadInput when missing or unfinished."""
     from tierctl.campaign.config import load_config
     from tierctl.campaign.layout import resolve_campaign
-    from tierctl.campaign.state import PENDING, campaign_status
+    from tierctl.campaign.state import campaign_status
+    from tierctl.core.vocab import PENDING
 
     camp, n = split_target(arg)
     layout = resolve_campaign(camp)

@@ -101,7 +101,7 @@ def verify_packed(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 def export_iteration(src: IterationSource, out: Path, format: str | None = None,
                      dtype: str | None = None) -> ExportResult:
     """Write iteration `src` to `out` (packed by default for progressive campaigns, dense for baselines)."""
-    from tierctl.core.tiers import load_tiers
+    from tierctl.core.tiermap_io import load_tiers
 
     out = Path(out)
     format, dtype = check_export(src, out, format, dtype)

@@ -33,6 +33,7 @@ from torch import nn
 
 from tierctl.core.events import EventSink
 from tierctl.core.progress import ProgressMeter
+from tierctl.core.vocab import TIER_KEYS
 from tierctl.lm.calibrate import accumulate_norms, capture_inputs, model_device, run_layer
 from tierctl.lm.models import decoder_layers, prunable_linears
 from tierctl.lm.offload import CPU, Place, outer_on, place_module
@@ -40,7 +41,6 @@ from tierctl.lm.offload import CPU, Place, outer_on, place_module
 PROGRESSIVE = "progressive"
 BASELINES = ("wanda-unstructured", "wanda-nm")
 METHODS = (PROGRESSIVE, *BASELINES)
-TIERS = ("dense", "semi", "topk")
 
 
 @dataclass
@@ -184,7 +184,7 @@ def _totals(model: nn.Module, per_layer: dict[str, dict[str, float]]) -> tuple[i
 def block_weighted(comps: list[dict[str, float]]) -> dict[str, float]:
     """{dense, semi, topk} over all full blocks of several matrices (each `composition()` has `blocks`)."""
     blocks = sum(c["blocks"] for c in comps)
-    return {t: (sum(c[t] * c["blocks"] for c in comps) / blocks if blocks else 0.0) for t in TIERS}
+    return {t: (sum(c[t] * c["blocks"] for c in comps) / blocks if blocks else 0.0) for t in TIER_KEYS}
 
 
 def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[str, torch.Tensor] | None,
@@ -222,7 +222,7 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
         comps.append(comp)
         full = comp["blocks"] * block_size * block_size  # partial blocks stay dense
         expected_zeros += expected_sparsity(comp, block_size, k) * full
-        return {**{t: float(comp[t]) for t in TIERS}, "sparsity": count_zeros(w) / w.numel()}, new
+        return {**{t: float(comp[t]) for t in TIER_KEYS}, "sparsity": count_zeros(w) / w.numel()}, new
 
     per_layer, tiers, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload,
                                                         layers_on, place)

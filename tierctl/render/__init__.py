@@ -16,9 +16,6 @@ Conventions the pictures share, so a reader learns them once:
 
 
 from tierctl.render.bars import (
-    TIER_COLORS,
-    TIER_GLYPHS,
-    TIER_NAMES,
     allocation_notes,
     comp_bar,
     composition_bar,
@@ -51,9 +48,6 @@ __all__ = [
     "allocation_notes",
     "DIFF_COLORS",
     "LineChart",
-    "TIER_COLORS",
-    "TIER_GLYPHS",
-    "TIER_NAMES",
     "TierMapDiffGrid",
     "TierMapGrid",
     "comp_bar",

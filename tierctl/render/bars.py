@@ -10,11 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tierctl.core.diff import matrix_depth, matrix_kind
-
-TIER_NAMES = ("dense", "2:4", "top-k")
-# Chosen to stay green / yellow / red when Rich downgrades them to 256 or 16 colours.
-TIER_COLORS = ("#2ea043", "#fbc02d", "#e53935")
-TIER_GLYPHS = ("█", "▒", "░")
+from tierctl.core.vocab import TIER_COLORS, TIER_GLYPHS, TIER_KEYS, TIER_LABELS
 
 # --- composition ----------------------------------------------------------------------------------
 
@@ -60,7 +56,7 @@ def composition_percent(comp: Mapping[str, float] | None) -> str:
     """`60/30/10` (percent of blocks dense / 2:4 / top-k), for tables that also show the bar."""
     if not comp:
         return "-"
-    return "/".join(f"{100 * float(comp.get(k, 0.0)):.0f}" for k in ("dense", "semi", "topk"))
+    return "/".join(f"{100 * float(comp.get(k, 0.0)):.0f}" for k in TIER_KEYS)
 
 
 def composition_legend(comp: Mapping[str, float] | None = None, solid: bool = False, blocks: int | None = None) -> Text:
@@ -69,11 +65,11 @@ def composition_legend(comp: Mapping[str, float] | None = None, solid: bool = Fa
     `solid` draws colour swatches (for tier-map grids, which use colour only) instead of the glyphs.
     """
     out = Text()
-    for tier, key in enumerate(("dense", "semi", "topk")):
+    for tier, key in enumerate(TIER_KEYS):
         if tier:
             out.append("  ")
         out.append(TIER_GLYPHS[0] if solid else TIER_GLYPHS[tier], style=TIER_COLORS[tier])
-        out.append(f" {TIER_NAMES[tier]}")
+        out.append(f" {TIER_LABELS[tier]}")
         if comp is not None:
             out.append(f" {100 * float(comp.get(key, 0.0)):.1f}%")
     if blocks is not None:
@@ -85,7 +81,7 @@ def map_composition(tier_map: np.ndarray) -> dict[str, float]:
     """Block fractions of one tier map (same keys as metrics.json `composition`)."""
     n = int(tier_map.size)
     counts = np.bincount(tier_map.ravel().astype(np.int64), minlength=3)[:3] if n else np.zeros(3)
-    return {k: (float(c) / n if n else 0.0) for k, c in zip(("dense", "semi", "topk"), counts, strict=True)}
+    return {k: (float(c) / n if n else 0.0) for k, c in zip(TIER_KEYS, counts, strict=True)}
 
 
 # --- names of prunable matrices ---------------------------------------------------------------------

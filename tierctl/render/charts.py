@@ -10,6 +10,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
+from tierctl.render.styles import ACTIVE
+
 SPARK = "▁▂▃▄▅▆▇█"
 SERIES_STYLES = ("#42a5f5", "#ef5350", "#66bb6a", "#ab47bc", "#ffa726", "#26c6da")
 SERIES_MARKERS = ("●", "◆", "■", "▲", "✚", "○")
@@ -31,7 +33,7 @@ def _buckets(values: Sequence[float | None], width: int) -> list[float | None]:
     return out
 
 
-def sparkline(values: Sequence[float | None], width: int | None = None, style: str = "#42a5f5") -> Text:
+def sparkline(values: Sequence[float | None], width: int | None = None, style: str = ACTIVE) -> Text:
     """One character per value (bucket means when there are more values than `width`).
 
     Scaled from the minimum (`▁`) to the maximum (`█`) of what is shown; a flat series is drawn at

@@ -10,8 +10,9 @@ from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
+from tierctl.core.vocab import TIER_COLORS, TIER_GLYPHS
 from tierctl.errors import BadInput
-from tierctl.render.bars import TIER_COLORS, TIER_GLYPHS, composition_legend, map_composition
+from tierctl.render.bars import composition_legend, map_composition
 
 HALF = "▀"
 

@@ -12,14 +12,16 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from tierctl.core.vocab import DONE, FAILED, INTERRUPTED, PARTIAL, PENDING, RUNNING, STEPS
+from tierctl.core.vocab import iteration_state as summed_up
 from tierctl.render.bars import comp_bar, composition_percent
 
-STEP_STYLES = {"done": "green", "running": "bold yellow", "failed": "bold red", "pending": "dim"}
-STEP_MARKS = {"done": "✓", "running": "▶", "failed": "✗", "pending": "·"}
+STEP_STYLES = {DONE: "green", RUNNING: "bold yellow", FAILED: "bold red", INTERRUPTED: "yellow", PENDING: "dim"}
+STEP_MARKS = {DONE: "✓", RUNNING: "▶", FAILED: "✗", INTERRUPTED: "↻", PENDING: "·"}
 
 
 def step_state(state: str) -> Text:
-    """`✓ done`, `▶ running`, `✗ failed`, `· pending`, coloured."""
+    """`✓ done`, `▶ running`, `✗ failed`, `↻ interrupted`, `· pending`, coloured."""
     return Text(f"{STEP_MARKS.get(state, '?')} {state}", style=STEP_STYLES.get(state, ""))
 
 
@@ -27,21 +29,19 @@ def _num(v: Any, fmt: str) -> str:
     return "-" if v is None else fmt.format(v)
 
 
-STEPS = ("prune", "finetune", "eval")
 WIDE = 96  # widths from which the iterations table has one column per step
 
 
 def iteration_state(steps: Mapping[str, str]) -> Text:
-    """The state of a whole iteration in one cell: `✓ done`, `▶ finetune` (running), `✗ eval` (failed),
-    `✓ prune` (done up to that step, the rest pending) or `· pending`."""
-    states = [steps.get(s, "pending") for s in STEPS]
-    for state in ("failed", "running"):
-        if state in states:
-            return Text(f"{STEP_MARKS[state]} {STEPS[states.index(state)]}", style=STEP_STYLES[state])
-    if all(s == "done" for s in states):
-        return step_state("done")
-    done = [step for step, s in zip(STEPS, states, strict=True) if s == "done"]
-    return Text(f"✓ {done[-1]}", style="yellow") if done else step_state("pending")
+    """The state of a whole iteration in one cell (core.vocab.iteration_state): `✓ done`,
+    `▶ finetune` (running), `✗ eval` (failed), `↻ eval` (interrupted), `✓ prune` (done up to that
+    step, the rest pending) or `· pending`."""
+    state = summed_up(steps)
+    if state.word in (RUNNING, FAILED, INTERRUPTED):
+        return Text(f"{STEP_MARKS[state.word]} {state.step}", style=STEP_STYLES[state.word])
+    if state.word == PARTIAL:
+        return Text(f"✓ {state.step}", style="yellow")
+    return step_state(state.word)
 
 
 def interval_text(interval: Sequence[float] | None) -> str:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-STEPS = ("prune", "finetune", "eval", "check")
+from tierctl.core.vocab import STEPS
+
+ENTRY_POINTS = (*STEPS, "check")  # check: the start-up check before a run, not a step of an iteration
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in STEPS:
+    if not argv or argv[0] not in ENTRY_POINTS:
         got = repr(argv[0]) if argv else "nothing"
-        print(f"usage: python -m tierctl.steps {{{'|'.join(STEPS)}}} --campaign DIR --iter N [--device D]"
+        print(f"usage: python -m tierctl.steps {{{'|'.join(ENTRY_POINTS)}}} --campaign DIR --iter N [--device D]"
               f" (got {got})", file=sys.stderr)
         return 2
     module = importlib.import_module(f"tierctl.steps.{argv[0]}")

@@ -33,7 +33,7 @@ from typing import Any
 
 from tierctl.campaign.config import CampaignConfig, load_config
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.core.events import STEPS
+from tierctl.core.vocab import STEPS
 from tierctl.errors import BadInput
 
 STEP = "check"

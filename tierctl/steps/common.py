@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from tierctl.campaign.config import DEVICES, CampaignConfig, load_config
-from tierctl.campaign.layout import CampaignLayout, atomic_write_json
+from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import EventSink
 from tierctl.errors import BadInput
 
@@ -144,38 +144,6 @@ def run_step(step: str, body: Callable[[StepContext], None], argv: list[str]) ->
             signal.signal(s, h)
     sink.end("ok")
     return EXIT_OK
-
-
-# ---- metrics.json: read-modify-write (one process at a time holds the campaign lock) ----
-
-
-def read_metrics(layout: CampaignLayout, n: int) -> dict[str, Any]:
-    """iter<N>/metrics.json as a dict; {} when it does not exist yet."""
-    import json
-
-    path = layout.metrics(n)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except ValueError as e:
-        raise BadInput(f"{path}: not valid JSON ({e})") from None
-
-
-def update_metrics(layout: CampaignLayout, n: int, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into metrics.json and write it atomically.
-
-    Dict-valued fields that already exist (timings, eval) are merged one level deep, so the eval
-    step adding timings.eval_s keeps timings.prune_s.
-    """
-    metrics = read_metrics(layout, n)
-    for key, value in fields.items():
-        if isinstance(value, dict) and isinstance(metrics.get(key), dict):
-            metrics[key] = {**metrics[key], **value}
-        else:
-            metrics[key] = value
-    atomic_write_json(layout.metrics(n), metrics)
-    return metrics
 
 
 def input_model_spec(ctx: StepContext) -> str:

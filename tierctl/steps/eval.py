@@ -16,17 +16,10 @@ import sys
 import time
 from typing import Any
 
-from tierctl.core.atomic import atomic_write_json, remove_path
+from tierctl.core.atomic import remove_path
+from tierctl.core.metrics import Metrics, read_metrics, update_metrics, write_metrics
 from tierctl.errors import BadInput
-from tierctl.steps.common import (
-    StepContext,
-    measure_ppl,
-    measure_zero_shot,
-    read_metrics,
-    require_model,
-    run_step,
-    update_metrics,
-)
+from tierctl.steps.common import StepContext, measure_ppl, measure_zero_shot, require_model, run_step
 
 STEP = "eval"
 
@@ -62,27 +55,26 @@ def reference(ctx: StepContext) -> None:
     t0 = time.perf_counter()
     zeroshot = measure_zero_shot(ctx, model, tokenizer, layers_on)
     zeroshot_s = time.perf_counter() - t0
-    metrics = {
-        "iteration": 0,
-        "reference": True,
-        "model": cfg.model.name,
-        "method": None,
-        "composition": None,
-        "sparsity": zeros / weights if weights else 0.0,
-        "ppl_pruned": None,
-        "ppl_pruned_interval": None,
-        "ppl": result.ppl,
-        "ppl_interval": result.interval,
-        "eval": result.info,
-        "zeroshot": zeroshot,
-        "dtype": cfg.model.dtype,
-        "offload": "layers" if layers_on is not None else "never",
-        "timings": {"eval_load_s": round(load_s, 3), "eval_s": round(result.seconds, 3),
-                    "step_s": round(time.perf_counter() - t_step, 3)},
-    }
-    if zeroshot is not None:
-        metrics["timings"]["zeroshot_s"] = round(zeroshot_s, 3)
-    atomic_write_json(layout.metrics(0), metrics)
+    metrics = Metrics(
+        iteration=0,
+        reference=True,
+        model=cfg.model.name,
+        method=None,
+        composition=None,
+        sparsity=zeros / weights if weights else 0.0,
+        ppl_pruned=None,
+        ppl_pruned_interval=None,
+        ppl=result.ppl,
+        ppl_interval=result.interval,
+        eval=result.info,
+        zeroshot=zeroshot,
+        dtype=cfg.model.dtype,
+        offload="layers" if layers_on is not None else "never",
+        timings={"eval_load_s": round(load_s, 3), "eval_s": round(result.seconds, 3),
+                 "step_s": round(time.perf_counter() - t_step, 3),
+                 **({"zeroshot_s": round(zeroshot_s, 3)} if zeroshot is not None else {})},
+    )
+    write_metrics(layout.metrics(0), metrics)
     lo_hi = f" [{result.interval[0]:.3f}, {result.interval[1]:.3f}]" if result.interval else ""
     ctx.sink.log(f"reference ppl {result.ppl:.3f}{lo_hi}")
 
@@ -97,7 +89,7 @@ def body(ctx: StepContext) -> None:
         raise BadInput(f"{ctx.layout.metrics(n)}: missing: the prune step of iteration {n} has not finished")
     if not (model_dir / "finetune.json").is_file():
         raise BadInput(f"{model_dir / 'finetune.json'}: missing: the fine-tune step of iteration {n} has not finished")
-    read_metrics(ctx.layout, n)  # refuse a corrupt metrics.json before spending time on the model
+    read_metrics(ctx.layout.metrics(n))  # refuse a corrupt metrics.json before spending time on the model
 
     # Same placement rule as the prune step ([model] offload), so a model the prune could stream
     # layer by layer is evaluated the same way.
@@ -109,7 +101,7 @@ def body(ctx: StepContext) -> None:
     if zeroshot is not None:
         timings["zeroshot_s"] = round(time.perf_counter() - t0, 3)
     # zeroshot first, ppl last in the same write: the step is done <=> ppl is set, with everything else.
-    update_metrics(ctx.layout, n, zeroshot=zeroshot, ppl=result.ppl, ppl_interval=result.interval,
+    update_metrics(ctx.layout.metrics(n), zeroshot=zeroshot, ppl=result.ppl, ppl_interval=result.interval,
                    eval=result.info, timings=timings)
 
 

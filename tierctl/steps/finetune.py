@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.core.atomic import atomic_dir, atomic_write_json, remove_path
+from tierctl.core.metrics import read_metrics, update_metrics
+from tierctl.core.vocab import TIER_KEYS
 from tierctl.errors import BadInput, StepFailed
-from tierctl.steps.common import StepContext, read_metrics, require_model, run_step, update_metrics
+from tierctl.steps.common import StepContext, require_model, run_step
 
 STEP = "finetune"
 LEDGER = "finetune.json"
 
 
 def merge_ledger(ctx: StepContext, ledger: dict[str, Any]) -> None:
-    update_metrics(ctx.layout, ctx.iteration, mask_violations=ledger["mask_violations"], finetune=ledger,
+    update_metrics(ctx.layout.metrics(ctx.iteration), mask_violations=ledger["mask_violations"], finetune=ledger,
                    timings={"finetune_s": ledger["seconds"]})
 
 
@@ -64,7 +66,7 @@ def ledger_of(weights: dict[str, Any], tiers: dict[str, Any], keep: dict[str, An
     total = sum(weights[n].numel() for n in keep)
     comps = [composition(tiers[n]) for n in keep]
     blocks = sum(c["blocks"] for c in comps)
-    comp = {t: sum(c[t] * c["blocks"] for c in comps) / blocks if blocks else 0.0 for t in ("dense", "semi", "topk")}
+    comp = {t: sum(c[t] * c["blocks"] for c in comps) / blocks if blocks else 0.0 for t in TIER_KEYS}
     return {**fields, "mask_violations": sum(v["revived"] for v in bad.values()),
             "tier_violations": sum(v["tier"] for v in bad.values()),
             "composition": comp, "sparsity": zeros / total if total else 0.0}
@@ -99,7 +101,7 @@ def settings_for(finetune: Any, row: Any) -> Any:
 
 
 def body(ctx: StepContext) -> None:
-    from tierctl.core.tiers import load_tiers
+    from tierctl.core.tiermap_io import load_tiers
     from tierctl.lm.finetune import build_masks, finetune, train_windows
     from tierctl.lm.finetune_dist import close, gather_state_dict, init_dist
     from tierctl.lm.models import load_model, resolve_device, torch_dtype
@@ -109,7 +111,8 @@ def body(ctx: StepContext) -> None:
     model_dir = require_model(ctx)
     if not layout.metrics(n).is_file():
         raise BadInput(f"{layout.metrics(n)}: missing: the prune step of iteration {n} has not finished")
-    method = read_metrics(layout, n).get("method", "progressive")  # a corrupt metrics.json fails now
+    metrics = read_metrics(layout.metrics(n))  # a corrupt metrics.json fails now
+    method = (metrics.method if metrics is not None else None) or "progressive"
     ckpt_dir = layout.finetune_checkpoint(n)
     if (model_dir / LEDGER).is_file():
         ledger = json.loads((model_dir / LEDGER).read_text(encoding="utf-8"))

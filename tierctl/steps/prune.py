@@ -36,9 +36,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from tierctl.core.atomic import atomic_write_json, atomic_write_safetensors, remove_path
+from tierctl.core.atomic import atomic_write_safetensors, remove_path
+from tierctl.core.metrics import Metrics, read_metrics, write_metrics
 from tierctl.errors import BadInput, StepFailed
-from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, read_metrics, run_step
+from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, run_step
 
 STEP = "prune"
 CONTROL = "none"  # [prune] method of the fine-tune-only control
@@ -46,7 +47,7 @@ CONTROL = "none"  # [prune] method of the fine-tune-only control
 
 def previous_tiers(ctx: StepContext) -> dict[str, Any] | None:
     """iter<N-1>'s tier maps, checked against campaign.toml and schedule row N-1; None for iteration 1."""
-    from tierctl.core.tiers import load_tiers
+    from tierctl.core.tiermap_io import load_tiers
     from tierctl.lm.prune import check_history
 
     n, layout, t = ctx.iteration, ctx.layout, ctx.config.tiers
@@ -76,7 +77,8 @@ def owl_record(ctx: StepContext, n: int) -> dict[str, Any] | None:
     """metrics.json "allocation" of iteration n when it ran with allocation "owl"; None otherwise."""
     if n < 1:
         return None
-    record = read_metrics(ctx.layout, n).get("allocation")
+    metrics = read_metrics(ctx.layout.metrics(n))
+    record = metrics.allocation if metrics is not None else None
     return record if isinstance(record, dict) and record.get("method") == "owl" else None
 
 
@@ -161,7 +163,7 @@ def unpruned(model: Any) -> Any:
 
 
 def body(ctx: StepContext) -> None:
-    from tierctl.core.tiers import save_tiers
+    from tierctl.core.tiermap_io import save_tiers
     from tierctl.lm.evaluate import max_positions
     from tierctl.lm.models import prunable_linears, save_model
     from tierctl.lm.offload import load_placed
@@ -228,33 +230,33 @@ def body(ctx: StepContext) -> None:
     save_s = time.perf_counter() - t0
 
     ev = measure_ppl(ctx, model, tokenizer, "ppl_pruned", layers_on=layers_on)
-    metrics = {
-        "iteration": n,
-        "method": method,
-        "schedule_row": asdict(row),
-        "composition": result.composition,
-        "sparsity": result.sparsity,
-        "expected_sparsity": result.expected_sparsity,
-        "per_layer": result.per_layer,
-        "ppl_pruned": ev.ppl,
-        "ppl_pruned_interval": ev.interval,
-        "ppl": None,
-        "ppl_interval": None,
-        "mask_violations": None,
-        "prune_violations": violations if method == PROGRESSIVE else None,
-        "tiers": {"block_size": b, "topk_per_block": k} if method == PROGRESSIVE else None,
-        "baseline": baseline,
-        "allocation": allocation,
-        "calibration": calib,
-        "eval": ev.info,
-        "device": str(device),
-        "offload": "layers" if layers_on is not None else "never",
-        "dtype": cfg.model.dtype,
-        "timings": {"load_s": round(load_s, 3), "calibrate_s": round(result.timings["calibrate_s"], 3),
-                    "prune_s": round(result.timings["prune_s"], 3), "save_s": round(save_s, 3),
-                    "ppl_pruned_s": round(ev.seconds, 3), "step_s": round(time.perf_counter() - t_step, 3)},
-    }
-    atomic_write_json(layout.metrics(n), metrics)
+    metrics = Metrics(
+        iteration=n,
+        method=method,
+        schedule_row=asdict(row),
+        composition=result.composition,
+        sparsity=result.sparsity,
+        expected_sparsity=result.expected_sparsity,
+        per_layer=result.per_layer,
+        ppl_pruned=ev.ppl,
+        ppl_pruned_interval=ev.interval,
+        ppl=None,
+        ppl_interval=None,
+        mask_violations=None,
+        prune_violations=violations if method == PROGRESSIVE else None,
+        tiers={"block_size": b, "topk_per_block": k} if method == PROGRESSIVE else None,
+        baseline=baseline,
+        allocation=allocation,
+        calibration=calib,
+        eval=ev.info,
+        device=str(device),
+        offload="layers" if layers_on is not None else "never",
+        dtype=cfg.model.dtype,
+        timings={"load_s": round(load_s, 3), "calibrate_s": round(result.timings["calibrate_s"], 3),
+                 "prune_s": round(result.timings["prune_s"], 3), "save_s": round(save_s, 3),
+                 "ppl_pruned_s": round(ev.seconds, 3), "step_s": round(time.perf_counter() - t_step, 3)},
+    )
+    write_metrics(layout.metrics(n), metrics)
     sink.log(f"pruned to sparsity {result.sparsity:.4f}; ppl_pruned {ev.ppl:.3f}")
 
 

@@ -1,4 +1,8 @@
-"""The dashboard app, and `make_app`, the one factory the CLI (`tierctl tui`) and the tests share."""
+"""The dashboard app, and `make_app`, the one factory the CLI (`tierctl tui`) and the tests share.
+
+The app owns navigation: a screen asks it to open a campaign, the tier maps or the list, and never
+imports another screen.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from tierctl.campaign import jobs
 from tierctl.campaign.cancel import cancel
 from tierctl.campaign.layout import CAMPAIGNS_DIR, CampaignLayout, resolve_campaign
-from tierctl.tui import jobs
 from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.screens.campaigns import CampaignsScreen
 from tierctl.tui.screens.choice import ChoiceScreen, quit_choices, unsaved_choices
 from tierctl.tui.screens.help import HelpScreen
+from tierctl.tui.screens.tier_map import TierMapScreen
 
 
 class TierctlApp(App[None]):
@@ -38,7 +43,23 @@ class TierctlApp(App[None]):
     def on_mount(self) -> None:
         self.push_screen(CampaignsScreen(self.campaigns_dir))
         if self.campaign is not None:
-            self.push_screen(CampaignScreen(self.campaign, poll_interval=self.poll_interval))
+            self.open_campaign(self.campaign)
+
+    # ---- navigation: the one place that knows the screens ----
+
+    def open_campaign(self, layout: CampaignLayout) -> None:
+        """One campaign, over the list (Escape comes back to it)."""
+        self.push_screen(CampaignScreen(layout, poll_interval=self.poll_interval))
+
+    def open_tier_maps(self, layout: CampaignLayout) -> None:
+        self.push_screen(TierMapScreen(layout))
+
+    def show_campaigns(self) -> None:
+        """Back to the list: the one underneath, or a fresh one when the campaign screen is alone."""
+        if len(self.screen_stack) > 2:
+            self.pop_screen()
+        else:
+            self.switch_screen(CampaignsScreen(self.campaigns_dir))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

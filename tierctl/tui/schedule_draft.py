@@ -62,7 +62,7 @@ def row_locks(status: Any) -> dict[int, RowLock]:
         if not ran:
             continue
         open_cols = frozenset({"epochs", *KNOBS}) if st.get("prune") == "done" and st.get("finetune") in (
-            "pending", "failed") else frozenset()
+            "pending", "failed", "interrupted") else frozenset()
         running = any(st.get(s) == "running" for s in ("prune", "finetune", "eval"))
         did = "is being run" if running else "already ran"
         reason = (f"iteration {it.iteration} {did} ({', '.join(ran)}): its files are made with this row, so "

@@ -3,18 +3,16 @@
 Wide terminals show everything at once (schedule and results on the left, the live run on the
 right); narrow ones show one of the three views at a time (tabs, or keys 1 2 3).
 
-Live panels are fed by a reader thread that tails the newest iteration's events.jsonl and queues
-what it parsed; a timer on the UI thread drains the queue, applies every queued event to the live
-model and redraws the panels once. However fast a step writes events, the panels are redrawn at
-most once per tick, and parsing never runs on the UI thread.
+Live panels are fed by an EventPump (tierctl.campaign.follow): a reader thread tails the newest
+iteration's events.jsonl into it, and a timer on the UI thread drains it into the live model and
+redraws the panels once. However fast a step writes events, the panels are redrawn at most once
+per tick, and parsing never runs on the UI thread.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Group
 from rich.text import Text
@@ -26,18 +24,19 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, Tab, Tabs
 from textual.worker import get_current_worker
 
+from tierctl.campaign import jobs
 from tierctl.campaign.config import load_config
+from tierctl.campaign.follow import EventPump, RunWatch
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.core.events import STEPS, Event
 from tierctl.core.schedule import load_schedule
+from tierctl.core.vocab import PENDING, iteration_state
 from tierctl.errors import TierctlError
-from tierctl.live_model import LiveModel
 from tierctl.render import iterations_table
-from tierctl.tui import jobs
+from tierctl.render.styles import ACTIVE, ERROR, WARNING
+from tierctl.tui.run_actions import RunActions
 from tierctl.tui.schedule_draft import MEANING, ScheduleDraft, format_cell, row_locks
 from tierctl.tui.screens.choice import ChoiceScreen, unsaved_choices
 from tierctl.tui.screens.prompt import PromptScreen
-from tierctl.tui.screens.run_actions import RunActions
 from tierctl.tui.widgets.composition_panel import CompositionPanel
 from tierctl.tui.widgets.log_tail import LogTail
 from tierctl.tui.widgets.loss_chart import LossChart
@@ -45,28 +44,19 @@ from tierctl.tui.widgets.ppl_chart import PplChart
 from tierctl.tui.widgets.run_controls import RunPanel, RunState, next_step
 from tierctl.tui.widgets.schedule_editor import ScheduleEditor
 
+if TYPE_CHECKING:
+    from tierctl.tui.app import TierctlApp
+
 VIEWS = ("schedule", "live", "results")
-EVENTS_PER_TICK = 20_000
 
 
 def short_states(status: Any) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for it in getattr(status, "iterations", []):
-        states = [it.steps.get(s) for s in STEPS]
-        if "running" in states:
-            out[it.iteration] = "running"
-        elif "failed" in states:
-            errors = [str(e) for e in getattr(it, "errors", {}).values()]
-            out[it.iteration] = "interrupted" if errors and all(e.startswith("interrupted") for e in errors) \
-                else "failed"
-        elif all(s == "done" for s in states):
-            out[it.iteration] = "done"
-        elif "done" in states:
-            out[it.iteration] = "partial"
-    return out
+    """iteration -> its state word (core.vocab.iteration_state), for the iterations that ran."""
+    words = {it.iteration: iteration_state(it.steps).word for it in getattr(status, "iterations", [])}
+    return {n: w for n, w in words.items() if w != PENDING}
 
 
-class CampaignScreen(RunActions, Screen[None]):
+class CampaignScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
     BINDINGS = [
         Binding("r", "run_next", "Run next"),
@@ -90,8 +80,8 @@ class CampaignScreen(RunActions, Screen[None]):
         super().__init__(classes="view-schedule")
         self.campaign = layout
         self.poll_interval = poll_interval
-        self.watch = jobs.RunWatch(layout)
-        self.model = LiveModel()
+        self.pump = EventPump(RunWatch(layout))
+        self.runs = RunActions(self)
         self.status: Any = None
         self.contradiction = ""  # schedule.csv disagrees with iterations that ran (hand-edited)
         self.draft: ScheduleDraft | None = None
@@ -99,8 +89,6 @@ class CampaignScreen(RunActions, Screen[None]):
         self.run_note = ""
         self.live_refreshes = 0  # redraws of the live panels (coalescing: far fewer than events)
         self.status_loads = 0
-        self._queue: queue.SimpleQueue[tuple[int | None, bool, list[Event]]] = queue.SimpleQueue()
-        self._pending: deque[tuple[int | None, bool, list[Event]]] = deque()
         self._stop = threading.Event()
         self._pid: int | None = None
         self._orphaned = False  # the holder is a step whose runner died
@@ -111,6 +99,16 @@ class CampaignScreen(RunActions, Screen[None]):
             self.config_problem = ""
         except TierctlError as e:
             self.config, self.config_problem = None, str(e)
+
+    @property
+    def tierctl_app(self) -> TierctlApp:
+        """The app, which owns going from screen to screen."""
+        return cast("TierctlApp", self.app)
+
+    @property
+    def model(self) -> Any:
+        """The live model of the followed iteration (the pump's: replaced when a newer one starts)."""
+        return self.pump.model
 
     # ---- layout -------------------------------------------------------------------------------
 
@@ -153,9 +151,7 @@ class CampaignScreen(RunActions, Screen[None]):
     def _read_events(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled and not self._stop.is_set():
-            item = self.watch.read()
-            if item[1] or item[2]:
-                self._queue.put(item)
+            self.pump.read()
             self._stop.wait(self.poll_interval)
 
     @work(thread=True, group="status", exclusive=True)
@@ -184,14 +180,14 @@ class CampaignScreen(RunActions, Screen[None]):
         self.query_one(ScheduleEditor).load(self.draft, short_states(status), self._schedule_problem)
         table = iterations_table(status)
         self.query_one("#iterations", Static).update(
-            Group(table, Text(contradiction, style="bold #ef5350")) if contradiction else table)
+            Group(table, Text(contradiction, style=f"bold {ERROR}")) if contradiction else table)
         self.query_one(PplChart).show(status)
         self._draw_title()
         self._draw_live(force=True)
 
     def _status_failed(self, message: str) -> None:
         self.status = None
-        self.query_one("#iterations", Static).update(Text(message, style="#ef5350"))
+        self.query_one("#iterations", Static).update(Text(message, style=ERROR))
 
     def load_schedule(self) -> None:
         """(Re)read schedule.csv into a fresh draft; a broken file is shown, not raised."""
@@ -209,21 +205,7 @@ class CampaignScreen(RunActions, Screen[None]):
     # ---- the tick: drain events, redraw once ----------------------------------------------------
 
     def _tick(self) -> None:
-        budget = EVENTS_PER_TICK  # a backlog (re-attaching to a long run) is spread over a few ticks
-        while budget > 0:
-            if not self._pending:
-                try:
-                    self._pending.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            iteration, over, events = self._pending.popleft()
-            if over:
-                self.model = LiveModel(iteration)
-            if len(events) > budget:
-                self._pending.appendleft((iteration, False, events[budget:]))
-                events = events[:budget]
-            self.model.apply(events)
-            budget -= len(events)
+        self.pump.drain()
         holder = jobs.active_holder(self.campaign)
         pid = holder.pid if holder is not None else None
         self._orphaned = holder is not None and holder.orphaned
@@ -284,8 +266,8 @@ class CampaignScreen(RunActions, Screen[None]):
     def _allocation_of(self, stored: tuple[int, Any] | None) -> Any:
         """metrics.json `allocation` of the stored iteration (the composition panel's OWL column)."""
         for it in getattr(self.status, "iterations", []):
-            if stored is not None and it.iteration == stored[0] and isinstance(it.metrics, dict):
-                return it.metrics.get("allocation")
+            if stored is not None and it.iteration == stored[0] and it.metrics is not None:
+                return it.metrics.allocation
         return None
 
     def _draw_title(self) -> None:
@@ -295,7 +277,7 @@ class CampaignScreen(RunActions, Screen[None]):
             c = self.config
             t.append(f"  {c.model.name}  b={c.tiers.block_size} k={c.tiers.topk_per_block}", style="")
         else:
-            t.append(f"  {self.config_problem}", style="#ef5350")
+            t.append(f"  {self.config_problem}", style=ERROR)
         if self.draft is not None:
             t.append(f"  {len(self.draft.rows)} iterations", style="dim")
         if self._pid is not None:
@@ -304,10 +286,24 @@ class CampaignScreen(RunActions, Screen[None]):
             it = self.model.iteration
             doing = (f"iteration {it} {step}" if step else f"iteration {it} (starting {following})" if following
                      else f"(iteration {it} done)" if it is not None else "(starting)")
-            t.append(f"  ● running {doing}", style="bold #42a5f5")
+            t.append(f"  ● running {doing}", style=f"bold {ACTIVE}")
         elif getattr(self.status, "halt", None) is not None:
-            t.append(f"  ■ halted: {self.status.halt.reason}", style="bold #ffa726")
+            t.append(f"  ■ halted: {self.status.halt.reason}", style=f"bold {WARNING}")
         self.query_one("#campaign-title", Static).update(t)
+
+    # ---- run actions (tierctl.tui.run_actions) ----------------------------------------------------
+
+    def action_run_next(self) -> None:
+        self.runs.run_next()
+
+    def action_run_all(self) -> None:
+        self.runs.run_all()
+
+    def action_run_iteration(self) -> None:
+        self.runs.run_iteration()
+
+    def action_cancel_run(self) -> None:
+        self.runs.cancel()
 
     # ---- schedule actions -----------------------------------------------------------------------
 
@@ -413,9 +409,7 @@ class CampaignScreen(RunActions, Screen[None]):
             self.action_view(view)
 
     def action_tier_maps(self) -> None:
-        from tierctl.tui.screens.tier_map import TierMapScreen
-
-        self.app.push_screen(TierMapScreen(self.campaign))
+        self.tierctl_app.open_tier_maps(self.campaign)
 
     def action_back(self) -> None:
         """Back to the campaign list; unsaved schedule edits are asked about first."""
@@ -433,9 +427,4 @@ class CampaignScreen(RunActions, Screen[None]):
         self._leave()
 
     def _leave(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
-        else:
-            from tierctl.tui.screens.campaigns import CampaignsScreen
-
-            self.app.switch_screen(CampaignsScreen(self.app.campaigns_dir))  # type: ignore[attr-defined]
+        self.tierctl_app.show_campaigns()

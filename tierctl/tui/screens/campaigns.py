@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import work
@@ -14,12 +14,17 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tierctl.campaign.layout import CampaignLayout
+from tierctl.core.vocab import DONE, FAILED, INTERRUPTED, PARTIAL, RUNNING, iteration_state
 from tierctl.errors import TierctlError
 from tierctl.render import comp_bar
+from tierctl.render.styles import ACTIVE, ERROR, OK, WARNING
 
-STATE_STYLES = {"running": "bold #42a5f5", "failed": "bold #ef5350", "complete": "#66bb6a", "new": "dim",
-                "broken": "bold #ef5350", "resumable": "#ffa726",
-                "interrupted": "#ffa726", "halted": "bold #ffa726"}
+if TYPE_CHECKING:
+    from tierctl.tui.app import TierctlApp
+
+STATE_STYLES = {"running": f"bold {ACTIVE}", "failed": f"bold {ERROR}", "complete": OK, "new": "dim",
+                "broken": f"bold {ERROR}", "resumable": WARNING,
+                "interrupted": WARNING, "halted": f"bold {WARNING}"}
 
 
 @dataclass(frozen=True)
@@ -51,20 +56,12 @@ def summarize(layout: CampaignLayout) -> CampaignRow:
         return CampaignRow(layout.name, layout.root, "?", 0, 0, "broken", None, None, None, str(e))
     its = status.iterations
     done = sum(1 for it in its if it.complete)
-    states = [s for it in its for s in it.steps.values()]
-    if "running" in states:
-        state = "running"
-    elif "failed" in states:
-        errors = [str(e) for it in its for e in it.errors.values()]
-        # a killed run leaves a start without an end: resumable, not broken
-        state = "interrupted" if errors and all(e.startswith("interrupted") for e in errors) else "failed"
-    elif its and done == len(its):
-        state = "complete"
-    elif "done" in states:
-        state = "resumable"
-    else:
-        state = "new"
-    if state != "running" and status.halt is not None:
+    words = {iteration_state(it.steps).word for it in its}
+    # a killed run leaves a start without an end: interrupted (resumable), not failed
+    state = next((w for w in (RUNNING, FAILED, INTERRUPTED) if w in words), None)
+    if state is None:
+        state = "complete" if its and done == len(its) else "resumable" if words & {DONE, PARTIAL} else "new"
+    if state != RUNNING and status.halt is not None:
         state = "halted"
     last = next((it for it in reversed(its) if it.composition is not None), None)
     last_ppl = next((it.ppl for it in reversed(its) if it.ppl is not None), None)
@@ -134,9 +131,9 @@ class CampaignsScreen(Screen[None]):
         hint = self.query_one("#campaigns-hint", Static)
         broken = [r for r in rows if r.problem]
         if not rows:
-            hint.update(Text(f"No campaigns under {self.base}/. Create one with: tierctl init NAME", style="#ffa726"))
+            hint.update(Text(f"No campaigns under {self.base}/. Create one with: tierctl init NAME", style=WARNING))
         elif broken:
-            hint.update(Text("\n".join(f"{r.name}: {r.problem}" for r in broken), style="#ef5350"))
+            hint.update(Text("\n".join(f"{r.name}: {r.problem}" for r in broken), style=ERROR))
         else:
             hint.update(Text("enter opens a campaign · ? help · q quit", style="dim"))
 
@@ -148,9 +145,5 @@ class CampaignsScreen(Screen[None]):
         self._open(self.query_one("#campaigns-table", DataTable).cursor_row)
 
     def _open(self, index: int) -> None:
-        if not 0 <= index < len(self.rows):
-            return
-        from tierctl.tui.screens.campaign import CampaignScreen
-
-        self.app.push_screen(CampaignScreen(CampaignLayout(self.rows[index].path),
-                                            poll_interval=self.app.poll_interval))  # type: ignore[attr-defined]
+        if 0 <= index < len(self.rows):
+            cast("TierctlApp", self.app).open_campaign(CampaignLayout(self.rows[index].path))

@@ -17,6 +17,7 @@ from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.tiermap_io import load_tier_maps_numpy
 from tierctl.errors import TierctlError
 from tierctl.render import matrix_sort_key, split_matrix_name, tier_map_diff_grid, tier_map_grid
+from tierctl.render.styles import ERROR, WARNING
 
 NO_COMPARE = "none"
 
@@ -69,7 +70,7 @@ class TierMapScreen(Screen[None]):
         if self.iteration is None:
             self.query_one("#tm-grid", Static).update(
                 Text("No tier maps yet: they appear when an iteration's prune step is done "
-                     "(r on the campaign screen runs the next iteration).", style="#ffa726"))
+                     "(r on the campaign screen runs the next iteration).", style=WARNING))
             return
         self._select(self.iteration)
         self.query_one("#tm-iterations", OptionList).highlighted = self.iterations.index(self.iteration)
@@ -121,7 +122,7 @@ class TierMapScreen(Screen[None]):
     def _draw(self) -> None:
         grid = self.query_one("#tm-grid", Static)
         if self.problem:
-            grid.update(Text(self.problem, style="bold #ef5350"))
+            grid.update(Text(self.problem, style=f"bold {ERROR}"))
             return
         if self.iteration is None or self.matrix is None:
             return
@@ -132,14 +133,14 @@ class TierMapScreen(Screen[None]):
                 grid.update(tier_map_grid(b, max_width=width, title=f"iteration {self.iteration}  {self.matrix}"))
                 return
             if self.matrix not in self.maps(self.compare):
-                grid.update(Text(f"iteration {self.compare} has no matrix {self.matrix}", style="#ef5350"))
+                grid.update(Text(f"iteration {self.compare} has no matrix {self.matrix}", style=ERROR))
                 return
             first, second = sorted((self.compare, self.iteration))
             a, b = self.maps(first)[self.matrix], self.maps(second)[self.matrix]
             grid.update(tier_map_diff_grid(a, b, max_width=width,
                                            title=f"iteration {first} → {second}  {self.matrix}"))
         except TierctlError as e:
-            grid.update(Text(str(e), style="bold #ef5350"))
+            grid.update(Text(str(e), style=f"bold {ERROR}"))
 
     def action_step(self, delta: int) -> None:
         if self.iteration is None:

@@ -15,13 +15,14 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tierctl.live_model import LiveModel
+from tierctl.core.live_model import LiveModel
+from tierctl.core.vocab import TIER_KEYS
 from tierctl.render import allocation_notes, composition_legend, layer_composition_table, split_matrix_name
 
 
 def _mean(per_layer: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     n = max(1, len(per_layer))
-    return {k: sum(float(v.get(k, 0.0)) for v in per_layer.values()) / n for k in ("dense", "semi", "topk")}
+    return {k: sum(float(v.get(k, 0.0)) for v in per_layer.values()) / n for k in TIER_KEYS}
 
 
 class CompositionPanel(VerticalScroll):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tierctl.live_model import LiveModel, LogLine
+from tierctl.core.live_model import LiveModel, LogLine
+from tierctl.render.styles import ERROR, WARNING
 
-LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "#ffa726", "warn": "#ffa726", "error": "bold #ef5350"}
+LEVEL_STYLES = {"debug": "dim", "info": "", "warning": WARNING, "warn": WARNING, "error": f"bold {ERROR}"}
 
 
 def log_text(line: LogLine) -> Text:

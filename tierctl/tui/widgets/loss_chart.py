@@ -6,7 +6,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.widgets import Static
 
-from tierctl.live_model import LiveModel
+from tierctl.core.live_model import LiveModel
 from tierctl.render import LineChart
 
 CHART_EXTRA_LINES = 4  # title, x axis, x labels and legend around the plot rows

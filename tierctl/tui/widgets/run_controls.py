@@ -13,11 +13,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
 
-from tierctl.core.events import STEPS
-from tierctl.live_model import DONE, FAILED, PENDING, RUNNING, LiveModel
+from tierctl.core.live_model import LiveModel
+from tierctl.core.vocab import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, STEPS
+from tierctl.render.styles import ACTIVE, ERROR, OK, WARNING
 
-STEP_MARKS = {PENDING: ("·", "dim"), RUNNING: ("●", "bold #42a5f5"), DONE: ("✓", "#66bb6a"),
-              FAILED: ("✗", "bold #ef5350")}
+STEP_MARKS = {PENDING: ("·", "dim"), RUNNING: ("●", f"bold {ACTIVE}"), DONE: ("✓", OK),
+              FAILED: ("✗", f"bold {ERROR}")}
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,9 @@ def steps_line(model: LiveModel, active: bool) -> Text:
     for s in STEPS:
         view = model.steps[s]
         status = view.status
-        if (status == RUNNING and not active) or (status == FAILED and view.error == "interrupted"):
+        if (status == RUNNING and not active) or status == INTERRUPTED:
             out.append(f"  {s} ", style="")
-            out.append("interrupted", style="#ffa726")
+            out.append("interrupted", style=WARNING)
             continue
         mark, style = STEP_MARKS[status]
         out.append(f"  {s} ", style="" if status != PENDING else "dim")
@@ -78,30 +79,30 @@ def progress_renderable(model: LiveModel, run: RunState, now: float | None = Non
     else:
         failed = model.failed_step
         if run.starting:
-            msg = Text("starting the run…", style="#42a5f5")
+            msg = Text("starting the run…", style=ACTIVE)
         elif active and next_step(model) is not None:
-            msg = Text(f"starting the {next_step(model)} step of iteration {model.iteration}…", style="#42a5f5")
+            msg = Text(f"starting the {next_step(model)} step of iteration {model.iteration}…", style=ACTIVE)
         elif active and model.iteration is not None and all(v.status == DONE for v in model.steps.values()):
-            msg = Text(f"iteration {model.iteration} is done; waiting for the run to go on or end", style="#42a5f5")
+            msg = Text(f"iteration {model.iteration} is done; waiting for the run to go on or end", style=ACTIVE)
         elif active:
             msg = Text(f"a run holds the campaign lock (pid {run.active_pid}); waiting for its events",
-                       style="#42a5f5")
-        elif failed is not None and model.steps[failed].error == "interrupted":
-            msg = Text(f"{failed} was interrupted: run the iteration again to resume", style="#ffa726")
+                       style=ACTIVE)
+        elif failed is not None and model.steps[failed].status == INTERRUPTED:
+            msg = Text(f"{failed} was interrupted: run the iteration again to resume", style=WARNING)
         elif failed is not None:
-            msg = Text(f"{failed} failed: {model.steps[failed].error}", style="#ef5350")
+            msg = Text(f"{failed} failed: {model.steps[failed].error}", style=ERROR)
         elif model.running_step is not None:
             msg = Text(f"{model.running_step} was interrupted: run the iteration again to resume",
-                       style="#ffa726")
+                       style=WARNING)
         else:
             msg = Text("idle", style="dim")
         grid.add_row(msg)
     state = Text(no_wrap=True, overflow="ellipsis")
     if active:
         word = "running (orphaned: its runner died)" if run.orphaned else "running"
-        state.append(word, style="bold #42a5f5").append(f" pid {run.active_pid}", style="dim")
+        state.append(word, style=f"bold {ACTIVE}").append(f" pid {run.active_pid}", style="dim")
     elif run.starting:
-        state.append("starting", style="#42a5f5")
+        state.append("starting", style=ACTIVE)
     else:
         state.append("no run active", style="dim")
     if run.note:

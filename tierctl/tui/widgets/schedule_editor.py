@@ -10,6 +10,7 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from tierctl.render.styles import ACTIVE, ERROR, OK, WARNING
 from tierctl.tui.schedule_draft import COLUMNS, MEANING, ScheduleDraft, format_cell
 
 HEADERS = {"iteration": "iter", "dense": "dense", "mid_2_4": "2:4", "topk": "top-k", "dense_to_2_4": "d→2:4",
@@ -96,13 +97,13 @@ class ScheduleEditor(Vertical):
             sparsity.stylize("dim")
         out.append(sparsity)
         state = self.states.get(row.iteration, "")
-        out.append(Text(state, style=LOCKED if locked else "#42a5f5" if state else ""))
+        out.append(Text(state, style=LOCKED if locked else ACTIVE if state else ""))
         return out
 
     def update_message(self) -> None:
         msg = self.query_one("#schedule-message", Static)
         if self.problem:
-            msg.update(Text(self.problem, style="bold #ef5350"))
+            msg.update(Text(self.problem, style=f"bold {ERROR}"))
             return
         draft = self.draft
         if draft is None:
@@ -117,7 +118,7 @@ class ScheduleEditor(Vertical):
             cursor_errors = draft.errors_at(iteration, column) if column in editable else []
             lock = draft.lock_reason(iteration, column if column in editable else None)
             if cursor_errors:
-                out.append(f"✗ iteration {iteration} {column}: ", style="bold #ef5350")
+                out.append(f"✗ iteration {iteration} {column}: ", style=f"bold {ERROR}")
                 out.append("; ".join(cursor_errors))
             elif lock:
                 out.append("read-only: ", style="bold").append(lock, style=LOCKED)
@@ -129,17 +130,17 @@ class ScheduleEditor(Vertical):
             out.append("\n")
         if draft.errors:
             n = len(draft.errors)
-            out.append(f"{n} problem{'s' if n > 1 else ''} marked red", style="bold #ef5350")
+            out.append(f"{n} problem{'s' if n > 1 else ''} marked red", style=f"bold {ERROR}")
             if not cursor_errors:
                 first = draft.errors[0]
                 where_ = f"iteration {first.iteration}" + (f" {first.column}" if first.column else "")
-                out.append(f" ({where_}: {first.message})", style="#ef5350")
+                out.append(f" ({where_}: {first.message})", style=ERROR)
             out.append(": not saved until fixed; f fills the transition columns from dense / 2:4 / top-k",
                        style="dim")
         elif draft.dirty:
-            out.append("valid, not saved: ctrl+s saves schedule.csv", style="#ffa726")
+            out.append("valid, not saved: ctrl+s saves schedule.csv", style=WARNING)
         else:
-            out.append("schedule.csv saved and valid", style="#66bb6a")
+            out.append("schedule.csv saved and valid", style=OK)
         if self.note:
             out.append("  " + self.note, style="italic")
         msg.update(out)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tierctl.core.events import Event
-from tierctl.live_model import DONE, FAILED, PENDING, RUNNING, LiveModel, Series
+from tierctl.core.live_model import LiveModel, Series
+from tierctl.core.vocab import DONE, FAILED, PENDING, RUNNING
 
 
 def ev(step: str, event: str, t: float = 0.0, **data: object) -> Event:

@@ -12,10 +12,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tierctl.core.events import STEPS, Event
+from tierctl.core.events import Event
 from tierctl.core.progress import describe
-
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+from tierctl.core.vocab import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, STEPS, TIER_KEYS
 
 
 @dataclass
@@ -169,7 +168,7 @@ class LiveModel:
                 step.status = RUNNING
         elif kind == "layer":
             name = str(e.get("name", "?"))
-            self.layers[name] = {k: float(e.get(k, 0.0) or 0.0) for k in ("dense", "semi", "topk", "sparsity")}
+            self.layers[name] = {k: float(e.get(k, 0.0) or 0.0) for k in (*TIER_KEYS, "sparsity")}
             self.layers_version += 1
         elif kind == "metric":
             name = str(e.get("name", ""))
@@ -184,8 +183,8 @@ class LiveModel:
             self._log(e.step, str(e.get("level", "info")), str(e.get("msg", "")))
         elif kind == "end":
             ok = e.get("status") == "ok"
-            step.status = DONE if ok else FAILED
             step.error = None if ok else str(e.get("error") or "failed")
+            step.status = DONE if ok else INTERRUPTED if step.error == INTERRUPTED else FAILED
             step.ended = e.t
             if not ok:
                 self._log(e.step, "error", f"{e.step} failed: {step.error}")
@@ -208,8 +207,9 @@ class LiveModel:
 
     @property
     def failed_step(self) -> str | None:
+        """The first step that ended without success: failed, or interrupted (resumable)."""
         for s in STEPS:
-            if self.steps[s].status == FAILED:
+            if self.steps[s].status in (FAILED, INTERRUPTED):
                 return s
         return None
 
@@ -218,7 +218,7 @@ class LiveModel:
         if not self.layers:
             return None
         n = len(self.layers)
-        return {k: sum(v[k] for v in self.layers.values()) / n for k in ("dense", "semi", "topk", "sparsity")}
+        return {k: sum(v[k] for v in self.layers.values()) / n for k in (*TIER_KEYS, "sparsity")}
 
 
 def _number(v: object) -> float | None:

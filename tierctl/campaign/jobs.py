@@ -1,9 +1,12 @@
-"""Runs launched from the dashboard, and following them (no Textual here).
+"""Detached runs: launch one, find the active one (headless; the dashboard's run keys).
+
+Cancelling a run is tierctl.campaign.cancel's (the CLI and the dashboard share it).
 
 A run is a detached `tierctl run CAMPAIGN --iter N --json` process in its own session, so it keeps
 running when the dashboard quits or its terminal closes. The dashboard never talks to it: it reads
-the campaign lock (is a run active, which pid) and the iteration's events.jsonl (what it does), so
-a dashboard opened later, or a second one, sees exactly what the first one saw.
+the campaign lock (is a run active, which pid) and the iteration's events.jsonl (what it does:
+tierctl.campaign.follow), so a dashboard opened later, or a second one, sees exactly what the
+first one saw.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from pathlib import Path
 
 from tierctl.campaign.holder import Holder, campaign_holder
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.core.events import Event, EventFollower
-from tierctl.live_model import LiveModel
 
 RUN_LOG = "tui-run.log"
 
@@ -86,55 +87,3 @@ def active_pid(layout: CampaignLayout) -> int | None:
     """The pid of the live holder of this campaign (its runner, or its orphaned step), None when free."""
     holder = active_holder(layout)
     return holder.pid if holder is not None else None
-
-
-def newest_iteration_with_events(layout: CampaignLayout) -> int | None:
-    """The highest N whose iter<N>/events.jsonl exists: the run being (or last) written."""
-    for n in reversed(layout.iterations_on_disk()):
-        if layout.events(n).is_file():
-            return n
-    return None
-
-
-class RunWatch:
-    """Follows the events of the newest iteration, switching when a newer one starts.
-
-    `read()` returns only the events written since the last call (reading bytes, parsing lines: the
-    slow part, so the dashboard calls it off its UI thread); a `--all` run moving on to the next
-    iteration shows up as a newer events.jsonl, and `read()` says to start over. `poll()` does the
-    same into the watch's own LiveModel, for callers without threads.
-    """
-
-    def __init__(self, layout: CampaignLayout, iteration: int | None = None) -> None:
-        self.layout = layout
-        self.iteration: int | None = None
-        self._follower: EventFollower | None = None
-        self._pinned = iteration is not None
-        if iteration is not None:
-            self._follow(iteration)
-        self.model = LiveModel(self.iteration)
-
-    def _follow(self, iteration: int) -> None:
-        self.iteration = iteration
-        self._follower = EventFollower(self.layout.events(iteration))
-
-    def read(self) -> tuple[int | None, bool, list[Event]]:
-        """(iteration, started_over, new events). `started_over`: the events are of another iteration
-        than the last call's, so a view must drop what it had (the whole file is replayed)."""
-        over = False
-        if not self._pinned:
-            newest = newest_iteration_with_events(self.layout)
-            if newest is not None and newest != self.iteration:
-                # The old iteration's unread tail is of a finished step: metrics.json tells how it ended.
-                self._follow(newest)
-                over = True
-        if self._follower is None:
-            return self.iteration, over, []
-        return self.iteration, over, self._follower.poll()
-
-    def poll(self) -> int:
-        """Apply every new event to `self.model`; return how many."""
-        iteration, over, events = self.read()
-        if over:
-            self.model = LiveModel(iteration)
-        return self.model.apply(events)

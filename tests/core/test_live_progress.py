@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from tierctl.core.events import Event
-from tierctl.live_model import LiveModel
+from tierctl.core.live_model import LiveModel
 
 
 def ppl_pruned_events() -> list[Event]:
