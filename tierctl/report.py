@@ -66,7 +66,7 @@ class CampaignData:
     schedule: list[dict[str, Any]]  # schedule rows with their projected composition and sparsity
     iterations: list[IterationData] = field(default_factory=list)  # those whose prune is done
     reference_ppl: float | None = None  # the unpruned model's ppl (iteration 0), when it was measured
-    reference: dict[str, Any] | None = None  # iter0/metrics.json once the reference is measured
+    reference: Metrics | None = None  # iter0/metrics.json once the reference is measured
 
     def points(self) -> list[Any]:
         """The measured ppl of the reference and of every evaluated iteration (report_evidence.Point)."""

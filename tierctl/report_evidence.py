@@ -19,6 +19,8 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
+from tierctl.core.metrics import Metrics
+
 EQUAL_SPARSITY = 0.01  # two points are "at equal sparsity" when their sparsities differ by at most 1 point
 
 
@@ -50,21 +52,21 @@ def _interval(v: Any) -> list[float] | None:
     return None
 
 
-def _point(name: str, n: int, metrics: dict[str, Any], ref_ppl: float | None) -> Point | None:
-    ppl = _finite(metrics.get("ppl"))
+def _point(name: str, n: int, metrics: Metrics, ref_ppl: float | None) -> Point | None:
+    ppl = _finite(metrics.ppl)
     if ppl is None:
         return None
-    zs = metrics.get("zeroshot") if isinstance(metrics.get("zeroshot"), dict) else None
-    return Point(name, n, _finite(metrics.get("sparsity")), ppl, _interval(metrics.get("ppl_interval")),
+    zs = metrics.zeroshot if isinstance(metrics.zeroshot, dict) else None
+    return Point(name, n, _finite(metrics.sparsity), ppl, _interval(metrics.ppl_interval),
                  ppl / ref_ppl if ref_ppl else None, _finite((zs or {}).get("mean_acc")), zs)
 
 
-def campaign_points(name: str, reference: dict[str, Any] | None, iterations: list[Any]) -> list[Point]:
+def campaign_points(name: str, reference: Metrics | None, iterations: list[Any]) -> list[Point]:
     """The reference (when measured) and every evaluated iteration of one campaign, in order.
 
     `iterations`: objects with `iteration`, `metrics` (metrics.json) and `steps`.
     """
-    ref_ppl = _finite((reference or {}).get("ppl"))
+    ref_ppl = _finite(reference.ppl) if reference is not None else None
     pts = [_point(name, 0, reference, ref_ppl)] if reference else []
     pts += [_point(name, it.iteration, it.metrics, ref_ppl) for it in iterations
             if it.steps.get("eval") == "done"]

@@ -64,8 +64,8 @@ async def test_an_iteration_the_runner_refuses_shows_the_runners_reason(demo: Ca
 
 def test_the_run_panel_says_when_the_running_step_is_orphaned() -> None:
     from rich.console import Console
-    from tierctl.live_model import LiveModel
 
+    from tierctl.core.live_model import LiveModel
     from tierctl.tui.widgets.run_controls import RunState, progress_renderable
 
     console = Console(width=100, color_system=None, record=True)
