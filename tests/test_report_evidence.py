@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.cli.campaign_fixtures import write_campaign
 from tierctl.cli import app
+from tierctl.core.metrics import Metrics
 from tierctl.report_evidence import Point, campaign_points, comparison_table, overlapping, pareto_front
 
 
@@ -18,10 +19,10 @@ def point(campaign: str, n: int, sparsity: float, ppl: float, half: float = 1.0,
 
 
 def test_points_are_the_reference_then_each_evaluated_iteration_with_ratios() -> None:
-    its = [NS(iteration=1, steps={"eval": "done"}, metrics={"ppl": 30.0, "sparsity": 0.05, "ppl_interval": [28, 32],
-                                                              "zeroshot": {"mean_acc": 0.5}}),
-           NS(iteration=2, steps={"eval": "pending"}, metrics={"ppl": None, "sparsity": 0.15})]
-    ref = {"ppl": 20.0, "sparsity": 0.0, "ppl_interval": [19.0, 21.0]}
+    its = [NS(iteration=1, steps={"eval": "done"}, metrics=Metrics(ppl=30.0, sparsity=0.05, ppl_interval=[28, 32],
+                                                                     zeroshot={"mean_acc": 0.5})),
+           NS(iteration=2, steps={"eval": "pending"}, metrics=Metrics(ppl=None, sparsity=0.15))]
+    ref = Metrics(ppl=20.0, sparsity=0.0, ppl_interval=[19.0, 21.0])
     pts = campaign_points("a", ref, its)
     assert [(p.iteration, p.ppl, p.ratio, p.interval, p.mean_acc) for p in pts] == [
         (0, 20.0, 1.0, [19.0, 21.0], None), (1, 30.0, 1.5, [28.0, 32.0], 0.5)]

@@ -75,8 +75,8 @@ def test_a_stopped_step_reads_interrupted_in_the_table_the_json_and_the_note(tmp
     event(layout, 1, "finetune", "start")
     event(layout, 1, "finetune", "end", status="failed", error="interrupted")  # Ctrl-C / SIGTERM / cancel
     r = invoke(str(layout.root), "--json")
-    assert json.loads(r.stdout)["iterations"][0]["steps"] == {"prune": "done", "finetune": "interrupted",
-                                                              "eval": "pending"}
+    first = next(it for it in json.loads(r.stdout)["iterations"] if it["iteration"] == 1)
+    assert first["steps"] == {"prune": "done", "finetune": "interrupted", "eval": "pending"}
     r = invoke(str(layout.root))
     assert "↻ interrupted" in r.stdout and "failed" not in r.stdout
     assert (f"iteration 1 finetune interrupted: running it again goes on "
