@@ -72,3 +72,24 @@ def test_tui_of_a_missing_campaign_exits_2_naming_it(demo: CampaignLayout) -> No
     result = CliRunner().invoke(cli, ["tui", "nosuch"])
     assert result.exit_code == 2
     assert "nosuch: no such campaign" in result.output
+
+
+@run_async
+async def test_focus_follows_the_visible_view_and_x_never_removes_a_hidden_row(demo: CampaignLayout) -> None:
+    app = make_app("demo", poll_interval=0.05)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, CampaignScreen)
+        await wait_for(pilot, lambda: screen.status is not None, what="status")
+        table = screen.editor.table
+        await pilot.press("2")
+        await pilot.pause()
+        assert not table.has_focus
+        await pilot.press("x")  # the schedule is hidden: nothing is removed
+        assert len(screen.draft.rows) == 5
+        await pilot.press("1")
+        await pilot.pause()
+        assert table.has_focus
+        row = table.cursor_coordinate.row
+        await pilot.press("down")
+        assert table.cursor_coordinate.row == row + 1

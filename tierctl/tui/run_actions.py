@@ -89,7 +89,10 @@ class RunActions:
         screen = self.screen
         rows = len(screen.draft.rows) if screen.draft is not None else 0
         cursor = screen.editor.cursor_cell()
-        default = cursor[0] if cursor else (next_incomplete(screen.status) or 1)
+        incomplete = next_incomplete(screen.status)
+        # The cursor's iteration when it still has work, else the next one that has (never a complete one).
+        cursor_open = cursor is not None and cursor[0] >= (incomplete or 1)
+        default = cursor[0] if cursor_open and cursor is not None else (incomplete or 1)
 
         def check(text: str) -> str | None:
             try:

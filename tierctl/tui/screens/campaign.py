@@ -361,6 +361,10 @@ class CampaignScreen(Screen[None]):
         where = self.editor.cursor_cell()
         if self.draft is None or where is None:
             return
+        if not self.schedule_visible:  # act only on what the user sees selected
+            self.notify("x removes the selected iteration of the schedule: show it first (1)",
+                        severity="warning")
+            return
         reason = self.draft.remove_row(where[0])
         if reason:
             self.notify(reason, title="not removed", severity="warning")
@@ -402,6 +406,17 @@ class CampaignScreen(Screen[None]):
         for v in VIEWS:
             self.set_class(v == view, f"view-{v}")
         self.query_one(Tabs).active = f"tab-{view}"
+        # Focus follows what is visible: the schedule's keys (arrows, enter, x) reach it again when it
+        # shows, and never act on it while it is hidden.
+        if self.schedule_visible:
+            self.call_after_refresh(self.editor.table.focus)
+        elif self.editor.table.has_focus:
+            self.set_focus(None)
+
+    @property
+    def schedule_visible(self) -> bool:
+        """The schedule table is on screen: always on wide terminals, in the schedule view on narrow ones."""
+        return not self.has_class("-narrow") or self.has_class("view-schedule")
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         view = str(event.tab.id).removeprefix("tab-")

@@ -46,6 +46,7 @@ Runs started here keep running when the dashboard quits: they are separate proce
 |---|---|
 | up/down in a list | pick the iteration, the matrix, the iteration to compare with |
 | [ / ] | previous / next iteration |
+| d | compare with the previous iteration (again: stop comparing) |
 | escape | back |
 
 ## Everywhere
