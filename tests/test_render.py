@@ -23,6 +23,7 @@ from tierctl.render import (
     iterations_table,
     layer_composition_table,
     matrix_sort_key,
+    ppl_chart,
     sparkline,
     split_matrix_name,
     tier_map_diff_grid,
@@ -363,3 +364,12 @@ def test_iterations_table_puts_the_reference_first_and_adds_ratio_acc_and_interv
     row0, row1 = lines(iterations_table(status), 96)[2:4]
     assert row0.split() == ["0", "✓", "done", "reference", "0.0%", "-", "30.25", "28.50-32.10", "1.00x", "0.410"]
     assert row1.split()[-4:] == ["41.50", "39.20-43.90", "1.37x", "0.430"]
+
+
+def test_the_ppl_chart_by_sparsity_reads_percent_not_fractions() -> None:
+    its = [NS(iteration=1, sparsity=0.05034, ppl_pruned=40.0, ppl=30.0),
+           NS(iteration=2, sparsity=0.1450, ppl_pruned=60.0, ppl=45.0)]
+    out = Console(width=60, color_system=None, record=True)
+    out.print(ppl_chart(its, x="sparsity", height=6))
+    text = out.export_text()
+    assert "sparsity %" in text and "0.05" not in text

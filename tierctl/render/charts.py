@@ -154,8 +154,9 @@ def ppl_chart(status: Any, x: str = "iteration", width: int | None = None, heigh
     before: list[tuple[Any, Any]] = []
     after: list[tuple[Any, Any]] = []
     for it in getattr(status, "iterations", status):
-        xv = it.iteration if x == "iteration" else it.sparsity
+        # sparsity in percent, as every table shows it (a raw fraction reads 0.05034)
+        xv = it.iteration if x == "iteration" else (None if it.sparsity is None else 100 * it.sparsity)
         before.append((xv, it.ppl_pruned))
         after.append((xv, it.ppl))
     return LineChart({"ppl after prune": before, "ppl after fine-tune": after}, width=width, height=height,
-                     title=f"perplexity by {x}", log_y=True, x_label=x)
+                     title=f"perplexity by {x}", log_y=True, x_label=x if x == "iteration" else "sparsity %")
