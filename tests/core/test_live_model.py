@@ -1,4 +1,4 @@
-"""The live view model: what a stream of events (SPEC section 6) leaves it showing."""
+"""The live view model: what a stream of events (docs/events.md) leaves it showing."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def test_nm_mask_equals_the_reference_loop_with_ties(n: int, m: int, seed: int) 
 def test_an_exact_tie_prunes_the_lower_index_unlike_the_tier_algebra() -> None:
     scores = torch.tensor([[5.0, 1.0, 1.0, 7.0]])
     assert wanda_unstructured_mask(scores, 0.25).tolist() == [[True, False, True, True]]
-    assert unstructured_mask(scores, 0.25).tolist() == [[True, True, False, True]]  # SPEC section 3's rule
+    assert unstructured_mask(scores, 0.25).tolist() == [[True, True, False, True]]  # docs/tiers.md's rule
 
 
 def test_a_trailing_partial_group_keeps_n_of_its_columns() -> None:

@@ -1,4 +1,4 @@
-"""The prune step (`python -m tierctl.steps prune`): SPEC section 5 files, events, refusals, baselines."""
+"""The prune step (`python -m tierctl.steps prune`): docs/campaign.md files, events, refusals, baselines."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 `python -m tierctl.steps STEP --campaign DIR --iter N` (the fine-tune optionally under
 `python -m torch.distributed.run --standalone --nproc_per_node K`). The step's stdout is its event
-stream (SPEC section 6), parsed line by line and handed to a callback; its stderr (tracebacks,
+stream (docs/events.md), parsed line by line and handed to a callback; its stderr (tracebacks,
 library noise) is appended to `logs/iter<N>-<step>.log`.
 
 Why a process group and the lock fd:

@@ -1,7 +1,7 @@
 """The state of a campaign, derived from its directory and nothing else.
 
 There is no second record (no database, no state file) that could disagree with the directory:
-a step is `done` when its outputs are in place (SPEC section 5), and `running` / `failed` /
+a step is `done` when its outputs are in place (docs/campaign.md), and `running` / `failed` /
 `interrupted` come from the iteration's events.jsonl together with the campaign lock:
 
     prune    done <=> iter<N>/metrics.json exists (written last by the prune step)
@@ -80,7 +80,7 @@ class IterationStatus:
         return _number((self.zeroshot or {}).get("mean_acc"))
 
     def to_json(self, reference_ppl: float | None = None) -> dict[str, Any]:
-        """The iteration object of SPEC section 7, plus the intervals, the ratios to the reference
+        """The iteration object of docs/cli.md, plus the intervals, the ratios to the reference
         (iteration 0's ppl; null while it is not measured) and the zero-shot results; while one of its
         steps runs, also its `pid` and `orphaned`."""
         def ratio(v: float | None) -> float | None:
@@ -156,7 +156,7 @@ class CampaignStatus:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """`tierctl status --json` (SPEC section 7)."""
+        """`tierctl status --json` (docs/cli.md)."""
         ref = self.reference_ppl
         return {"campaign": self.name,
                 "iterations": [it.to_json(ref) for it in [self.reference, *self.iterations]],

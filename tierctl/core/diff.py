@@ -1,4 +1,4 @@
-"""Comparing two sets of tier maps (`tierctl diff A B`, SPEC section 7; the dashboard's diff screen).
+"""Comparing two sets of tier maps (`tierctl diff A B`, docs/cli.md; the dashboard's diff screen).
 
 Per matrix, the 3x3 transition counts `M[i][j]` = blocks of tier `i` in A and tier `j` in B
 (0 DENSE, 1 SEMI, 2 TOPK), from which follow blocks moved (off the diagonal), agreement (share on
@@ -163,7 +163,7 @@ class TierDiff:
         return {d: out[d] for d in sorted(out, key=lambda d: (d is None, d or 0))}
 
     def to_json(self) -> dict[str, Any]:
-        """SPEC section 7: `{"layers": {name: {"transitions": M}}, "total": {"transitions": M}}`, plus
+        """docs/cli.md: `{"layers": {name: {"transitions": M}}, "total": {"transitions": M}}`, plus
         per-entry blocks/moved/agreement/promotions, `by_kind`, `by_depth` and what A and B are."""
         return {
             "a": {"label": self.label_a, **self.meta_a},

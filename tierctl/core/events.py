@@ -1,4 +1,4 @@
-"""The event stream of SPEC section 6: one JSON object per line.
+"""The event stream of docs/events.md: one JSON object per line.
 
 Steps write events; the runner, `tierctl run` panels and the dashboard read them. A step killed
 mid-write can leave a last line without its newline: readers skip it, so a torn line is never

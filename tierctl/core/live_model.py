@@ -1,4 +1,4 @@
-"""The live view model of one iteration's run, fed by its event stream (SPEC section 6).
+"""The live view model of one iteration's run, fed by its event stream (docs/events.md).
 
 Headless on purpose (no Textual here): the dashboard applies every new event of a poll to one
 `LiveModel`, then redraws its panels once, so the cost of drawing does not grow with the event rate.

@@ -13,7 +13,7 @@ The schema (every key is written, `null` while unknown):
     schedule_row       dict   the schedule row the prune ran with (checked against schedule.csv later)
     composition        dict   block fractions over all prunable matrices: dense, semi, topk, blocks
     sparsity           float  fraction of zero weights in the prunable matrices
-    expected_sparsity  float  the sparsity the tiers imply (SPEC 1)
+    expected_sparsity  float  the sparsity the tiers imply (docs/tiers.md)
     per_layer          dict   matrix name -> {dense, semi, topk, sparsity}
     ppl_pruned         float  perplexity after the prune, before the fine-tune
     ppl_pruned_interval list  its 95% interval [low, high]

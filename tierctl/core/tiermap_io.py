@@ -1,6 +1,6 @@
 """Tier-map files (`iter<N>/tiers.safetensors`): the one module that reads and writes them.
 
-The file layout is SPEC section 5: one uint8 tensor `[out // b, in // b]` per prunable matrix
+The file layout is docs/campaign.md: one uint8 tensor `[out // b, in // b]` per prunable matrix
 (0 DENSE, 1 SEMI, 2 TOPK), metadata `block_size`, `topk_per_block`, `iteration` stored as strings.
 
 Commands that only look at tier maps (diff, show, report, the dashboard) must start fast, so the
@@ -79,7 +79,7 @@ def save_tiers(path: str | Path, maps: Mapping[str, torch.Tensor], block_size: i
 
 
 def load_tiers(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, int | str]]:
-    """Tier maps (CPU uint8 torch tensors) and metadata (the SPEC keys as ints, all required).
+    """Tier maps (CPU uint8 torch tensors) and metadata (the documented keys as ints, all required).
 
     A bad file raises BadInput naming it (the checks of load_tier_maps_numpy, and missing metadata).
     """

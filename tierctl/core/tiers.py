@@ -1,4 +1,4 @@
-"""Tier algebra of SPEC sections 1-3: block scores, 2:4 and top-k masks, one progressive step.
+"""Tier algebra (docs/tiers.md): block scores, 2:4 and top-k masks, one progressive step.
 
 Tier-map files are read and written by tierctl.core.tiermap_io.
 
@@ -18,7 +18,7 @@ float sum depends on its order, so every number that decides a tier is defined e
 - Ranking blocks: ascending `(block score, row-major block index)`. Inside a 2:4 group or a top-k block:
   descending `S`, then ascending index (row-major inside the block) — equal `S` keeps the lower index.
 - Target counts: `round(fraction * n)` with Python's `round` on float64, i.e. banker's rounding
-  (`round(2.5) == 2`, `round(3.5) == 4`); SPEC section 3 names that function, so we keep it.
+  (`round(2.5) == 2`, `round(3.5) == 4`); docs/tiers.md names that function, so we keep it.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 
 def semi_mask(scores: torch.Tensor) -> torch.Tensor:
-    """2:4 keep mask along the last dim (the SEMI pattern of SPEC section 1)."""
+    """2:4 keep mask along the last dim (the SEMI pattern of docs/tiers.md)."""
     return nm_mask(scores, 2, 4)
 
 
@@ -215,7 +215,7 @@ def unstructured_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     return _keep_top(scores, length - int(length * float(ratio)))
 
 
-# ---- one progressive iteration (SPEC section 3) ----
+# ---- one progressive iteration (docs/tiers.md) ----
 
 
 def target_counts(dense: float, topk: float, n: int) -> tuple[int, int]:

@@ -11,7 +11,7 @@ The reference is locuslab/wanda, `lib/prune.py`, `prune_wanda`, with `W_metric =
   "higher index first"), so the baseline calls the very same operation on the same groups and agrees
   with the reference on the same torch build and device, ties included.
 
-The tier algebra (core/tiers.py) keeps its own rule (equal scores keep the lower index, SPEC section 3):
+The tier algebra (core/tiers.py) keeps its own rule (equal scores keep the lower index, docs/tiers.md):
 these functions serve only the `wanda-unstructured` and `wanda-nm` baselines. Torch only.
 """
 

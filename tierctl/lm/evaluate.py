@@ -1,4 +1,4 @@
-"""Perplexity with Wanda's protocol (SPEC section 8).
+"""Perplexity with Wanda's protocol (the README's Models and text).
 
 Non-overlapping windows of `seqlen` tokens over the evaluation stream; inside each window the
 model predicts tokens 1..L-1 from their prefixes; ppl = exp(mean over windows of the mean token

@@ -1,6 +1,6 @@
-"""One prune step over a model: progressive three-tier (SPEC section 3) or a one-shot Wanda baseline.
+"""One prune step over a model: progressive three-tier (docs/tiers.md) or a one-shot Wanda baseline.
 
-Both run the same sequential, layer-wise loop (Wanda; SPEC section 2):
+Both run the same sequential, layer-wise loop (Wanda; docs/tiers.md):
 
     capture the inputs of decoder layer 0 (and every keyword argument the model passes to its layers)
     for each decoder layer i:
@@ -249,7 +249,7 @@ def check_tier_maps(maps: dict[str, torch.Tensor], linears: dict[str, nn.Linear]
 
 def reached_counts(blocks: int, dense: float, topk: float) -> tuple[int, int]:
     """(DENSE, TOPK) block counts a matrix of `blocks` full blocks has after an iteration targeting
-    `dense` / `topk` from a history that followed the schedule (SPEC section 3's rounded targets;
+    `dense` / `topk` from a history that followed the schedule (docs/tiers.md's rounded targets;
     phase 2 can demote only what is SEMI, so TOPK is capped by blocks - DENSE)."""
     from tierctl.core.tiers import target_counts
 

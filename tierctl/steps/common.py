@@ -107,7 +107,7 @@ def _open_context(step: str, args: argparse.Namespace) -> tuple[CampaignLayout, 
 
 
 def run_step(step: str, body: Callable[[StepContext], None], argv: list[str]) -> int:
-    """Run one step body with events and exit codes as in SPEC section 6. Returns the exit code."""
+    """Run one step body with events and exit codes as in docs/events.md. Returns the exit code."""
     args = parse_args(step, argv)
     try:
         layout, config, schedule, row = _open_context(step, args)

@@ -5,7 +5,7 @@ Two kinds of wrong input, treated differently on purpose:
   fractional or negative epoch count) is refused: the edit does not happen, and the reason is given;
 - a value that is fine on its own but disagrees with its row or its neighbours (a row that no longer
   sums to 1, a transition that no longer matches) is kept and marked, because fixing a schedule
-  takes several edits and the intermediate states are inconsistent. `validate_rows` (SPEC section 4)
+  takes several edits and the intermediate states are inconsistent. `validate_rows` (docs/tiers.md, The schedule)
   marks them after every edit; saving is refused while any is left.
 Rows of iterations that already ran are read-only: changing them would make the campaign's files
 disagree with the schedule that produced them.
@@ -200,7 +200,7 @@ class ScheduleDraft:
         return None
 
     def derive_transitions(self) -> int:
-        """Recompute the transition columns of editable rows from the cumulative ones (SPEC section 4).
+        """Recompute the transition columns of editable rows from the cumulative ones (docs/tiers.md, The schedule).
 
         The quick way to a consistent schedule after changing where each iteration should end up.
         Returns how many rows changed.
