@@ -8,8 +8,8 @@ run; the decoder layers visit it one at a time:
     for each decoder layer i: layer i -> device ; its passes ; layer i -> CPU
     outer modules -> CPU
 
-The prune loop (prune.sequential_prune) and the perplexity (`streamed_window_nlls`, used by
-evaluate.perplexity) both follow it, with calibrate's capture_inputs / run_layer doing the passes.
+The prune loop (prune.sequential_prune) and the perplexity (evaluate.streamed_window_nlls) both
+follow it, with calibrate's capture_inputs / run_layer doing the passes.
 A `Place` callable does every move, so a caller (a test) can observe the order.
 """
 
@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 MODES = ("auto", "never", "layers")
@@ -97,58 +96,6 @@ def outer_on(model: nn.Module, prefix: str, device: torch.device, place: Place =
         for m in outer:
             place(m, CPU)
         _move_own_buffers(model, prefix, CPU)
-
-
-def final_modules(model: nn.Module, prefix: str) -> list[nn.Module]:
-    """What turns the last decoder layer's output into logits, in order: final norm (+ OPT's
-    project_out), then the output embedding (lm_head). ValueError for an architecture we don't know."""
-    parent = model.get_submodule(prefix.rsplit(".", 1)[0]) if "." in prefix else model
-    norm = next((getattr(parent, a) for a in ("norm", "final_layer_norm", "ln_f")
-                 if isinstance(getattr(parent, a, None), nn.Module)), None)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if norm is None or head is None:
-        raise ValueError(f"{type(model).__name__}: no final norm / lm_head found next to {prefix}; "
-                         f"offload 'layers' cannot evaluate it (use offload 'never')")
-    project = getattr(parent, "project_out", None)
-    return [norm, *([project] if isinstance(project, nn.Module) else []), head]
-
-
-def nll_from_logits(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL of each window: float32 [B] from logits [B, L, V] and ids [B, L]."""
-    logits = logits[:, :-1, :].float()  # predictions for positions 1..L-1
-    targets = ids[:, 1:]  # [B, L-1]
-    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
-    return nll.view(ids.size(0), -1).mean(dim=1)
-
-
-@torch.no_grad()
-def streamed_window_nlls(model: nn.Module, windows: torch.Tensor, batch_size: int, device: torch.device,
-                         place: Place = place_module) -> list[torch.Tensor]:
-    """Mean token NLL of each window [n, L] (float64 CPU tensors, one per batch), with the model on CPU and
-    one decoder layer at a time on `device`: capture -> layer by layer -> final norm + lm_head -> loss."""
-    from tierctl.lm.calibrate import capture_inputs, run_layer
-    from tierctl.lm.models import decoder_layers
-
-    layers, prefix = decoder_layers(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with outer_on(model, prefix, device, place):
-            inputs = capture_inputs(model, layers, windows, batch_size, offload=True, device=device)
-            for layer in layers:
-                place(layer, device)
-                run_layer(layer, inputs)  # hidden[b]: [b, L, hidden] on CPU between layers
-                place(layer, CPU)
-            final = final_modules(model, prefix)
-            out: list[torch.Tensor] = []
-            for b, (hidden, _, _) in enumerate(inputs.batches()):
-                for m in final:
-                    hidden = m(hidden)  # [b, L, hidden] -> ... -> logits [b, L, V]
-                ids = windows[b * batch_size:(b + 1) * batch_size].to(device)  # [b, L]
-                out.append(nll_from_logits(hidden, ids).double().cpu())
-    finally:
-        model.train(was_training)
-    return out
 
 
 def load_placed(spec: str, device: str, dtype: str, trust_remote_code: bool,
