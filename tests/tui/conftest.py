@@ -40,3 +40,8 @@ def run_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+def screen_text(pilot: Pilot) -> str:
+    """The characters on the terminal now, one line per row (what a user reads, without colours)."""
+    return "\n".join(strip.text for strip in pilot.app.screen._compositor.render_strips())

@@ -29,9 +29,9 @@ from tierctl.campaign.config import load_config
 from tierctl.campaign.follow import EventPump, RunWatch
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.schedule import load_schedule
-from tierctl.core.vocab import PENDING, iteration_state
 from tierctl.errors import TierctlError
 from tierctl.render import iterations_table
+from tierctl.render.outcome import Outcome, iteration_outcome, reference_line
 from tierctl.render.styles import ACTIVE, ERROR, WARNING
 from tierctl.tui.run_actions import RunActions
 from tierctl.tui.schedule_draft import MEANING, ScheduleDraft, format_cell, row_locks
@@ -50,10 +50,9 @@ if TYPE_CHECKING:
 VIEWS = ("schedule", "live", "results")
 
 
-def short_states(status: Any) -> dict[int, str]:
-    """iteration -> its state word (core.vocab.iteration_state), for the iterations that ran."""
-    words = {it.iteration: iteration_state(it.steps).word for it in getattr(status, "iterations", [])}
-    return {n: w for n, w in words.items() if w != PENDING}
+def outcomes(status: Any) -> dict[int, Outcome]:
+    """iteration -> what it came to (ppl, sparsity reached, state), beside its schedule row."""
+    return {it.iteration: iteration_outcome(it) for it in getattr(status, "iterations", [])}
 
 
 class CampaignScreen(Screen[None]):
@@ -177,13 +176,20 @@ class CampaignScreen(Screen[None]):
         self.status_loads += 1
         if self.draft is not None:
             self.draft.locked = row_locks(status)
-        self.query_one(ScheduleEditor).load(self.draft, short_states(status), self._schedule_problem)
+        self.query_one(ScheduleEditor).load(self.draft, outcomes(status), self._schedule_problem)
+        self._draw_schedule_title()
         table = iterations_table(status)
         self.query_one("#iterations", Static).update(
             Group(table, Text(contradiction, style=f"bold {ERROR}")) if contradiction else table)
         self.query_one(PplChart).show(status)
         self._draw_title()
         self._draw_live(force=True)
+
+    def _draw_schedule_title(self) -> None:
+        """The schedule's border names the reference ppl, the number every iteration's ppl is judged by."""
+        ref = reference_line(self.status)
+        section = self.query_one("#schedule-section")
+        section.border_title = "schedule" + (f" · {ref.plain}" if ref is not None else "")
 
     def _status_failed(self, message: str) -> None:
         self.status = None
@@ -200,7 +206,7 @@ class CampaignScreen(Screen[None]):
         except TierctlError as e:
             self.draft = None
             self._schedule_problem = f"{e}  (fix the file, then ctrl+r reloads it)"
-        self.query_one(ScheduleEditor).load(self.draft, short_states(self.status), self._schedule_problem)
+        self.query_one(ScheduleEditor).load(self.draft, outcomes(self.status), self._schedule_problem)
 
     # ---- the tick: drain events, redraw once ----------------------------------------------------
 

@@ -10,13 +10,17 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from tierctl.render.styles import ACTIVE, ERROR, OK, WARNING
+from tierctl.render.outcome import Outcome
+from tierctl.render.styles import ERROR, OK, WARNING
 from tierctl.tui.schedule_draft import COLUMNS, MEANING, ScheduleDraft, format_cell
 
 HEADERS = {"iteration": "iter", "dense": "dense", "mid_2_4": "2:4", "topk": "top-k", "dense_to_2_4": "d→2:4",
            "mid_2_4_to_topk": "2:4→tk", "epochs": "ep", "lr": "lr", "tokens_per_epoch": "tok/ep",
-           "sparsity": "sparsity", "state": "state"}
-KEYS = ("iteration", *COLUMNS, "sparsity", "state")  # plus the draft's knob columns after epochs
+           "sparsity": "sparsity", "reached": "reached", "ppl": "ppl", "state": "state"}
+OUTCOME = ("reached", "ppl", "state")  # what the iteration came to (render.outcome), beside its plan
+KEYS = ("iteration", *COLUMNS, "sparsity", *OUTCOME)  # plus the draft's knob columns after epochs
+OUTCOME_MEANING = {"reached": "weight sparsity the prune reached (metrics.json)",
+                   "ppl": "perplexity after the prune → after the fine-tune"}
 INVALID = "bold #ffffff on #b71c1c"
 LOCKED = "#8a8a8a"
 
@@ -34,7 +38,7 @@ class ScheduleEditor(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.draft: ScheduleDraft | None = None
-        self.states: dict[int, str] = {}  # iteration -> short state for the last column
+        self.outcomes: dict[int, Outcome] = {}  # iteration -> what it came to (the last columns)
         self.problem: str | None = None  # the schedule could not be loaded at all
         self.note: str = ""  # the outcome of the last action (saved, refused, ...)
         self.keys: tuple[str, ...] = KEYS  # the table's columns: KEYS with the draft's knob columns
@@ -50,9 +54,9 @@ class ScheduleEditor(Vertical):
     def table(self) -> DataTable[Text]:
         return self.query_one("#schedule-table", DataTable)
 
-    def load(self, draft: ScheduleDraft | None, states: dict[int, str], problem: str | None = None) -> None:
-        self.draft, self.states, self.problem = draft, states, problem
-        keys = ("iteration", *COLUMNS, *(draft.knobs if draft is not None else ()), "sparsity", "state")
+    def load(self, draft: ScheduleDraft | None, outcomes: dict[int, Outcome], problem: str | None = None) -> None:
+        self.draft, self.outcomes, self.problem = draft, outcomes, problem
+        keys = ("iteration", *COLUMNS, *(draft.knobs if draft is not None else ()), "sparsity", *OUTCOME)
         if keys != self.keys:  # a schedule with lr / tokens_per_epoch columns shows them after epochs
             self.keys = keys
             self.table.clear(columns=True)
@@ -96,8 +100,11 @@ class ScheduleEditor(Vertical):
         if draft.errors_at(row.iteration, "iteration") or (draft.errors_at(row.iteration) and not proj):
             sparsity.stylize("dim")
         out.append(sparsity)
-        state = self.states.get(row.iteration, "")
-        out.append(Text(state, style=LOCKED if locked else ACTIVE if state else ""))
+        outcome = self.outcomes.get(row.iteration)
+        if outcome is None:
+            out.extend(Text("") for _ in OUTCOME)
+        else:
+            out.extend((outcome.sparsity, outcome.ppl, outcome.state))
         return out
 
     def update_message(self) -> None:
@@ -127,6 +134,8 @@ class ScheduleEditor(Vertical):
             elif column == "sparsity":
                 out.append("sparsity: ", style="bold").append(
                     f"projected weight sparsity (b={draft.block_size}, k={draft.k})", style="dim")
+            elif column in OUTCOME_MEANING:
+                out.append(f"{column}: ", style="bold").append(OUTCOME_MEANING[column], style="dim")
             out.append("\n")
         if draft.errors:
             n = len(draft.errors)
