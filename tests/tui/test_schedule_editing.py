@@ -158,7 +158,7 @@ async def test_adding_and_removing_an_iteration_row(demo: CampaignLayout) -> Non
         assert screen.draft.valid
         assert cell(app, 6, "sparsity") == "46.3%"
         await put_cursor(pilot, 4, "dense")
-        await pilot.press("x")
+        await pilot.press("x", "y")  # remove, confirmed
         assert [r.iteration for r in screen.draft.rows] == [1, 2, 3, 4, 5]
         assert screen.draft.rows[3].dense == 0.35  # the old iteration 5, renumbered
         assert not screen.draft.valid  # its transitions now start from iteration 3: marked
@@ -193,3 +193,21 @@ async def test_leaving_a_campaign_with_unsaved_edits_can_discard_them(demo: Camp
         await pilot.press("d")
         assert isinstance(app.screen, CampaignsScreen)
     assert demo.schedule.read_text() == before
+
+
+@run_async
+async def test_x_asks_before_removing_the_selected_iteration_naming_it(demo: CampaignLayout) -> None:
+    app = make_app("demo", poll_interval=0.05)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_demo(pilot)
+        await put_cursor(pilot, 4, "dense")
+        await pilot.press("x")
+        assert isinstance(app.screen, ChoiceScreen)
+        assert app.screen.title_text == "remove iteration 4?"
+        assert len(screen.draft.rows) == 5  # nothing removed while asking
+        await pilot.press("escape")  # keep it
+        assert app.screen is screen
+        assert [r.dense for r in screen.draft.rows] == [0.9, 0.8, 0.65, 0.5, 0.35]
+        await pilot.press("x", "y")
+        assert app.screen is screen
+        assert [r.dense for r in screen.draft.rows] == [0.9, 0.8, 0.65, 0.35]

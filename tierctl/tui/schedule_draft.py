@@ -185,8 +185,8 @@ class ScheduleDraft:
         self._changed()
         return row
 
-    def remove_row(self, iteration: int) -> str | None:
-        """Remove a row and renumber the ones after it; return the reason it was refused, or None."""
+    def removal_refusal(self, iteration: int) -> str | None:
+        """Why the row cannot be removed (it or a row after it ran, or it is the last one), or None."""
         i = self._index(iteration)
         for r in self.rows[i:]:
             lock = self.lock_reason(r.iteration)
@@ -194,6 +194,14 @@ class ScheduleDraft:
                 return lock if r.iteration == iteration else f"iteration {r.iteration} after it already ran"
         if len(self.rows) == 1:
             return "a schedule needs at least one iteration"
+        return None
+
+    def remove_row(self, iteration: int) -> str | None:
+        """Remove a row and renumber the ones after it; return the reason it was refused, or None."""
+        refusal = self.removal_refusal(iteration)
+        if refusal is not None:
+            return refusal
+        i = self._index(iteration)
         del self.rows[i]
         self.rows[i:] = [dataclasses.replace(r, iteration=r.iteration - 1) for r in self.rows[i:]]
         self._changed()

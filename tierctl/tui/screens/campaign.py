@@ -35,7 +35,7 @@ from tierctl.render.outcome import Outcome, iteration_outcome, reference_line
 from tierctl.render.styles import ACTIVE, ERROR, WARNING
 from tierctl.tui.run_actions import RunActions
 from tierctl.tui.schedule_draft import MEANING, ScheduleDraft, format_cell, row_locks
-from tierctl.tui.screens.choice import ChoiceScreen, unsaved_choices
+from tierctl.tui.screens.choice import ChoiceScreen, removal_question, unsaved_choices
 from tierctl.tui.screens.prompt import PromptScreen
 from tierctl.tui.widgets.composition_panel import CompositionPanel
 from tierctl.tui.widgets.log_tail import LogTail
@@ -371,12 +371,25 @@ class CampaignScreen(Screen[None]):
             self.notify("x removes the selected iteration of the schedule: show it first (1)",
                         severity="warning")
             return
-        reason = self.draft.remove_row(where[0])
-        if reason:
+        draft, iteration = self.draft, where[0]
+        reason = draft.removal_refusal(iteration)
+        if reason:  # refused outright: nothing to ask
             self.notify(reason, title="not removed", severity="warning")
             return
-        self.editor.redraw()
-        self._say(f"removed iteration {where[0]}")
+
+        def answer(value: str | None) -> None:
+            if value != "remove":
+                self._say(f"kept iteration {iteration}")
+                return
+            refused = draft.remove_row(iteration)
+            if refused:
+                self.notify(refused, title="not removed", severity="warning")
+                return
+            self.editor.redraw()
+            self._say(f"removed iteration {iteration}")
+
+        row = draft.rows[[r.iteration for r in draft.rows].index(iteration)]
+        self.app.push_screen(removal_question(row, renumbered=len(draft.rows) - iteration), answer)
 
     def action_derive(self) -> None:
         if self.draft is not None:

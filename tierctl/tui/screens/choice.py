@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from tierctl.core.schedule import ScheduleRow, format_fraction
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -56,3 +58,15 @@ def quit_choices() -> list[Choice]:
 def unsaved_choices() -> list[Choice]:
     return [Choice("s", "Save", "save", "primary"), Choice("d", "Discard", "discard", "error"),
             Choice("escape", "Stay", "stay")]
+
+
+def removal_question(row: ScheduleRow, renumbered: int) -> ChoiceScreen:
+    """Asks before `x` removes a schedule row, naming the iteration and what it planned (value "remove" or "keep")."""
+    n = row.iteration
+    message = (f"Iteration {n} (dense {format_fraction(row.dense)}, 2:4 {format_fraction(row.mid_2_4)}, "
+               f"top-k {format_fraction(row.topk)}) leaves the schedule"
+               + (f"; the {renumbered} after it are renumbered." if renumbered else ".")
+               + " Nothing is saved until ctrl+s.")
+    return ChoiceScreen(f"remove iteration {n}?", message,
+                        [Choice("y", f"Remove iteration {n}", "remove", "error"), Choice("escape", "Keep it", "keep")],
+                        escape_value="keep")
