@@ -64,12 +64,13 @@ def test_the_guardrail_is_off_by_default(tmp_path: Path) -> None:
 def test_an_absurd_ratio_halts_at_the_right_iteration_with_exit_3_and_resumes_nothing(
         source: CampaignLayout, tmp_path: Path) -> None:
     # Iteration 1 ran for real (the shared fixture); a fork of it goes on with max_ppl_ratio 0.5: iteration 2's
-    # ppl must halve, which never happens, and iteration 1 has no reference to be compared with.
+    # ppl must halve, which never happens. `--iter 2` measures no reference, so iteration 1 has none to be
+    # compared with.
     layout = fork_campaign(source, 1, "guarded", tmp_path).layout
     layout.schedule.write_text(THREE_ROWS)
     set_ratio(layout, 0.5)
 
-    first = CliRunner().invoke(app, ["run", str(layout.root), "--all", "--json"])
+    first = CliRunner().invoke(app, ["run", str(layout.root), "--iter", "2", "--json"])
 
     assert first.exit_code == EXIT_HALTED
     assert "tierctl: halted: iteration 2 ppl" in first.stderr and "x iteration 1's" in first.stderr
@@ -86,6 +87,22 @@ def test_an_absurd_ratio_halts_at_the_right_iteration_with_exit_3_and_resumes_no
     # Editing the rows not yet run is a new decision: it releases the halt.
     layout.schedule.write_text(THREE_ROWS.replace("3,0.70,0.20,0.10,1", "3,0.80,0.10,0.10,0"))
     assert campaign_status(layout).halt is None
+
+
+@pytest.mark.slow
+def test_a_reference_measured_by_run_all_halts_an_iteration_that_already_ran(source: CampaignLayout,
+                                                                            tmp_path: Path) -> None:
+    # The fork's iteration 1 ran without a reference; `run --all` measures it first, and iteration 1's ppl
+    # is over 0.5 x the reference's: the run stops there, before iteration 2 starts.
+    layout = fork_campaign(source, 1, "late", tmp_path).layout
+    layout.schedule.write_text(THREE_ROWS)
+    set_ratio(layout, 0.5)
+
+    result = CliRunner().invoke(app, ["run", str(layout.root), "--all", "--json"])
+
+    assert result.exit_code == EXIT_HALTED
+    assert "tierctl: halted: iteration 1 ppl" in result.stderr and "the unpruned reference's" in result.stderr
+    assert layout.metrics(0).exists() and not layout.iter_dir(2).exists()
 
 
 def test_a_halted_campaign_says_so_in_the_run_panels_and_the_dashboards_list(tmp_path: Path) -> None:

@@ -392,8 +392,10 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
                 return RunOutcome(1, f"iteration {n} {step} ended ok but its outputs are missing "
                                      f"(log: {result.log})", results, removed)
             if step == "eval" and config.run.max_ppl_ratio > 0:
+                # Any halt now stops the run: the reference (iteration 0) just measured can put an iteration
+                # that already ran over the ratio, as well as the iteration whose eval just ended.
                 halt = campaign_status(layout, schedule).halt
-                if halt is not None and halt.iteration == n:
+                if halt is not None:
                     record_halt(layout, halt, schedule)
                     return RunOutcome(EXIT_HALTED, halted_message(layout, halt), results, removed)
         if runner.stopping:
