@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
+from textual.widgets import Static, Tabs
 from typer.testing import CliRunner
 
 from tests.tui.conftest import run_async, wait_for
 from tierctl.campaign.layout import CampaignLayout
+from tierctl.campaign.lock import CampaignLock
 from tierctl.cli import app as cli
 from tierctl.render import TierMapDiffGrid
 from tierctl.tui.app import make_app
@@ -93,3 +94,29 @@ async def test_focus_follows_the_visible_view_and_x_never_removes_a_hidden_row(d
         row = table.cursor_coordinate.row
         await pilot.press("down")
         assert table.cursor_coordinate.row == row + 1
+
+
+@run_async
+async def test_a_campaign_held_by_a_runner_opens_on_the_live_view(demo: CampaignLayout) -> None:
+    app = make_app("demo", poll_interval=0.05)
+    with CampaignLock(demo.lock):  # this process is the runner, as `tierctl run` would be
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CampaignScreen)
+            await wait_for(pilot, lambda: screen.status is not None, what="status")
+            await pilot.pause()
+            assert screen.has_class("view-live") and not screen.has_class("view-schedule")
+            assert screen.query_one(Tabs).active == "tab-live"
+            assert not screen.editor.table.has_focus
+
+
+@run_async
+async def test_a_campaign_nobody_runs_opens_on_the_schedule(demo: CampaignLayout) -> None:
+    app = make_app("demo", poll_interval=0.05)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, CampaignScreen)
+        await wait_for(pilot, lambda: screen.status is not None, what="status")
+        await pilot.pause()
+        assert screen.has_class("view-schedule") and screen.query_one(Tabs).active == "tab-schedule"
+        assert screen.editor.table.has_focus

@@ -134,6 +134,8 @@ class CampaignScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#schedule-table").focus()
+        if jobs.active_holder(self.campaign) is not None:  # a run is under way: show it first
+            self.action_view("live")
         self.load_schedule()
         self.load_status()
         self._tick()
