@@ -95,6 +95,22 @@ def test_a_series_past_its_cap_halves_itself_so_points_stay_at_multiples_of_the_
     assert s.last == 8.0
 
 
+def test_loss_points_keep_the_optimizer_step_of_their_event_as_x() -> None:
+    m = LiveModel()
+    m.apply([ev("finetune", "start")] + [ev("finetune", "metric", name="loss", value=v, opt_step=n)
+                                         for n, v in ((10, 3.0), (20, 2.5), (30, 2.25))])
+    assert m.loss.xs == [10.0, 20.0, 30.0] and m.loss.points == [3.0, 2.5, 2.25]
+    assert m.loss.by_step
+
+
+def test_loss_events_without_an_optimizer_step_are_numbered_by_report() -> None:
+    s = Series(cap=4)
+    for i in range(9):
+        s.append(float(i))
+    assert s.xs == [1.0, 5.0, 9.0]  # the reports kept (points 0, 4, 8), counted from 1
+    assert not s.by_step
+
+
 def test_progress_reads_with_its_phase_and_its_time_left_moves_on_between_events() -> None:
     m = LiveModel()
     m.apply([ev("prune", "start", t=100.0),

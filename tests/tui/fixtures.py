@@ -97,7 +97,7 @@ def write_finetune(ev: Events, steps: int, total: int, first_loss: float) -> Non
     for s in range(steps):
         # a decaying, slightly wavy loss: deterministic, and shaped like a real one
         ev("finetune", "metric", name="loss", value=round(first_loss * (0.6 + 0.4 * math.exp(-s / 6))
-                                                          + 0.05 * math.sin(s), 4))
+                                                          + 0.05 * math.sin(s), 4), opt_step=s + 1)
         ev("finetune", "progress", done=s + 1, total=total, unit="steps")
     ev("finetune", "log", level="info", msg=f"step {steps}/{total}")
 

@@ -82,21 +82,27 @@ class Series:
     def __init__(self, cap: int = 4096) -> None:
         self.cap = max(2, cap)
         self.points: list[float] = []
+        self.xs: list[float] = []  # the x of each kept point: the optimizer step, or the report's number
         self.stride = 1
         self.count = 0  # every point ever appended, kept or not
         self.last: float | None = None
+        self.by_step = True  # every point came with its optimizer step (so the x axis is that step)
 
-    def append(self, value: float) -> None:
+    def append(self, value: float, x: float | None = None) -> None:
+        """Append a value; `x` is its optimizer step (the event's `opt_step`), else its report number."""
         self.last = value
+        if x is None:
+            self.by_step = False
         if self.count % self.stride == 0:
             self.points.append(value)
+            self.xs.append(float(self.count + 1) if x is None else x)
             if len(self.points) > self.cap:
-                self.points = self.points[::2]
+                self.points, self.xs = self.points[::2], self.xs[::2]
                 self.stride *= 2
         self.count += 1
 
     def clear(self) -> None:
-        self.points, self.stride, self.count, self.last = [], 1, 0, None
+        self.points, self.xs, self.stride, self.count, self.last, self.by_step = [], [], 1, 0, None, True
 
     def __len__(self) -> int:
         return len(self.points)
@@ -178,7 +184,7 @@ class LiveModel:
                 return
             self.metrics[name] = value
             if name == "loss":
-                self.loss.append(value)
+                self.loss.append(value, _number(e.get("opt_step")))
         elif kind == "log":
             self._log(e.step, str(e.get("level", "info")), str(e.get("msg", "")))
         elif kind == "end":

@@ -38,13 +38,15 @@ class LossChart(Static):
         series = model.loss
         # A plot column shows one value: more points than twice the width only cost drawing time.
         step = max(1, len(series.points) // max(1, 2 * self.content_size.width))
-        pts = [(i * series.stride + 1, series.points[i]) for i in range(0, len(series.points), step)]
+        # x: the optimizer step of each report (events' opt_step); the report's number for older events
+        pts = [(series.xs[i], series.points[i]) for i in range(0, len(series.points), step)]
         if (len(series.points) - 1) % step:
-            pts.append(((len(series.points) - 1) * series.stride + 1, series.points[-1]))
+            pts.append((series.xs[-1], series.points[-1]))
         lo = min(series.points)
         lr = model.metrics.get("lr")
         title = f"fine-tune loss  last {series.last:.4g}  min {lo:.4g}  ({series.count} reports)"
         if lr is not None:
             title += f"  lr {lr:.3g}"
         height = max(2, self.content_size.height - CHART_EXTRA_LINES) if self.content_size.height else 4
-        return LineChart({"loss": pts}, height=height, title=title, x_label="report")
+        x_label = "optimizer step" if series.by_step else "report"
+        return LineChart({"loss": pts}, height=height, title=title, x_label=x_label)
