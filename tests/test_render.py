@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
+from rich.panel import Panel
 
+from tierctl.core.events import Event
+from tierctl.core.live_model import LiveModel
 from tierctl.core.vocab import TIER_COLORS
 from tierctl.errors import BadInput
 from tierctl.render import (
@@ -31,6 +34,7 @@ from tierctl.render import (
     transition_stats,
     transitions_table,
 )
+from tierctl.render.live import step_line
 
 
 def render(renderable: object, width: int = 60) -> str:
@@ -373,3 +377,25 @@ def test_the_ppl_chart_by_sparsity_reads_percent_not_fractions() -> None:
     out.print(ppl_chart(its, x="sparsity", height=6))
     text = out.export_text()
     assert "sparsity %" in text and "0.05" not in text
+
+
+def _failed_prune_then_finetune() -> LiveModel:
+    """A prune that failed, then a fine-tune a third of the way (12,000 of 40,000 steps)."""
+    def ev(step: str, event: str, t: float, **data: object) -> Event:
+        return Event(t=t, iter=2, step=step, event=event, data=data)
+
+    m = LiveModel()
+    m.apply([ev("prune", "start", 1.0), ev("prune", "end", 3.0, status="failed", error="out of memory at layer 3"),
+             ev("finetune", "start", 4.0), ev("finetune", "progress", 5.0, done=12000, total=40000, unit="steps")])
+    return m
+
+
+@pytest.mark.parametrize("width", [100, 80, 60])
+def test_step_names_and_counts_are_never_cut_in_a_narrow_panel(width: int) -> None:
+    text = render(Panel(step_line(_failed_prune_then_finetune(), width, now=10.0)), width=width)
+    lines = [line.strip("│ ") for line in text.splitlines()]
+    assert lines[1].split()[:3] == ["✗", "failed", "prune"] and lines[1].endswith("0:02")
+    assert lines[2].split()[:3] == ["▶", "running", "finetune"] and lines[2].endswith("12000/40000 steps 0:06")
+    assert lines[3] == "· pending eval"
+    assert lines[4] == "prune: out of memory at layer 3"
+    assert "…" not in text

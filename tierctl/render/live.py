@@ -33,20 +33,15 @@ def _duration(seconds: float) -> str:
 def step_line(model: LiveModel, width: int, now: float | None = None) -> RenderableType:
     """`▶ finetune  [=====     ] 120/400 steps  0:42`, the state of the other steps, and under them the
     running step's progress in words: what it measures, elapsed and time left."""
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True, justify="right")
-    grid.add_column(no_wrap=True)
     running = model.running_step or model.current
+    rows = []
     for step in STEPS:
         view = model.steps[step]
         bar: RenderableType = Text("")
         count = ""
         if view.status == RUNNING or step == running:
             frac = view.fraction
-            bar = ProgressBar(total=1.0, completed=frac or 0.0, width=max(10, width // 3),
-                              pulse=frac is None and view.status == RUNNING)
+            bar = ProgressBar(total=1.0, completed=frac or 0.0, pulse=frac is None and view.status == RUNNING)
             count = view.count_text(step)
         elapsed = ""
         if view.started is not None:
@@ -54,11 +49,26 @@ def step_line(model: LiveModel, width: int, now: float | None = None) -> Rendera
             elapsed = _duration(end - view.started)
         label = step_state(view.status)
         label.append(f" {step}")
+        rows.append((label, bar, count, elapsed, view.error))
+    # The label, count and time columns are as wide as their widest cell, so a narrow terminal never
+    # cuts a step name (`✗ failed pr…`): the bar takes what is left (of `width` less a panel's 4 columns
+    # of border and padding), and errors fold under the grid across the whole width.
+    label_w, count_w, time_w = (max(len(r[i]) for r in rows) for i in (0, 2, 3))
+    bar_w = max(6, min(width // 3, width - 4 - label_w - count_w - time_w - 3))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, min_width=label_w)
+    grid.add_column(no_wrap=True, width=bar_w)
+    grid.add_column(no_wrap=True, justify="right", min_width=count_w)
+    grid.add_column(no_wrap=True, min_width=time_w)
+    errors = []
+    for label, bar, count, elapsed, error in rows:
+        if isinstance(bar, ProgressBar):
+            bar.width = bar_w
         grid.add_row(label, bar, count, Text(elapsed, style="dim"))
-        if view.error:
-            grid.add_row(Text(""), Text(view.error, style="red", overflow="fold"), "", "")
+        if error:
+            errors.append(Text(f"{label.plain.split()[-1]}: {error}", style="red", overflow="fold"))
     words = model.steps[running].progress_text(now or time.time()) if running is not None else ""
-    return Group(grid, Text(words, style="dim", overflow="fold")) if words else grid
+    return Group(grid, *errors, *([Text(words, style="dim", overflow="fold")] if words else []))
 
 
 def layers_panel(layers: dict[str, dict[str, float]], max_rows: int, bar_width: int = 6) -> RenderableType:

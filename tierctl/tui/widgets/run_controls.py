@@ -62,7 +62,7 @@ def progress_renderable(model: LiveModel, run: RunState, now: float | None = Non
     """The progress bar of the step being run, or what the panel knows instead."""
     active = run.active_pid is not None
     grid = Table.grid(expand=True, padding=(0, 1))
-    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, min_width=max(map(len, STEPS)))  # a step name is never cut: the bar shrinks
     grid.add_column(ratio=1)
     grid.add_column(no_wrap=True, justify="right")
     step = model.running_step if active else None
