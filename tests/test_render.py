@@ -399,3 +399,22 @@ def test_step_names_and_counts_are_never_cut_in_a_narrow_panel(width: int) -> No
     assert lines[3] == "· pending eval"
     assert lines[4] == "prune: out of memory at layer 3"
     assert "…" not in text
+
+
+def test_a_small_tier_map_scaled_up_fills_the_width_with_square_blocks() -> None:
+    m = np.zeros((36, 36), dtype=np.uint8)
+    m[:, 18:] = 2  # left half dense, right half top-k
+    lines = render(tier_map_grid(m, max_width=95, scale_up=60), width=95).splitlines()
+    body = [line for line in lines if "▀" in line]
+    assert len(body) == 36  # 72 half-rows: each block 2 half-rows tall...
+    assert {len(line.rstrip()) for line in body} == {72}  # ...and 2 characters wide
+    assert "1 block = 2 characters x 2 half-rows" in lines[-2]
+    assert "36x36 blocks" in lines[0]
+
+
+def test_a_tier_map_is_scaled_up_only_as_far_as_its_lines_allow() -> None:
+    m = np.zeros((8, 4), dtype=np.uint8)
+    assert len([line for line in render(tier_map_grid(m, max_width=95, scale_up=12), width=95).splitlines()
+                if "▀" in line]) == 12  # 3x: 24 half-rows, not 23x (the width would allow 92 columns)
+    assert len([line for line in render(tier_map_grid(m, max_width=95), width=95).splitlines()
+                if "▀" in line]) == 4  # not asked: 1 character per block

@@ -49,6 +49,21 @@ def _fit_factor(shape: tuple[int, int], max_width: int, max_height: int | None, 
     return f
 
 
+def _scale_up_factor(shape: tuple[int, int], width: int, scale_up: int | None, rows_per_char: int) -> int:
+    """How many characters wide (and rows tall, so blocks stay square) one block is drawn when a small
+    map is scaled up: 1 unless `scale_up` (the lines the map may take) is given; never past the width
+    nor those lines."""
+    if not scale_up:
+        return 1
+    r, c = shape
+    return max(1, min(width // max(1, c), scale_up * rows_per_char // max(1, r)))
+
+
+def _enlarge(codes: np.ndarray, s: int) -> np.ndarray:
+    """Each block repeated into an s x s patch."""
+    return codes if s == 1 else np.repeat(np.repeat(codes, s, axis=0), s, axis=1)
+
+
 def _paint(codes: np.ndarray, colors: Sequence[str], glyphs: Sequence[str] | None) -> list[Text]:
     """Rows of Text for a code grid: half-block pairs of colours, or one glyph per code (no colour needed)."""
     lines: list[Text] = []
@@ -88,7 +103,9 @@ def _grid_head(title: str | None, rows: int, cols: int) -> Text:
     return head
 
 
-def _scale_note(factor: int, reduce: str, glyphs: bool) -> str:
+def _scale_note(factor: int, reduce: str, glyphs: bool, up: int = 1) -> str:
+    if up > 1:
+        return f"1 block = {up}x{up} characters" if glyphs else f"1 block = {up} characters x {up} half-rows"
     what = "most pruned tier" if reduce == "max" else "most common tier"
     if glyphs:
         return "1 character = 1 block" if factor == 1 else f"1 character = {factor}x{factor} blocks ({what})"
@@ -98,23 +115,28 @@ def _scale_note(factor: int, reduce: str, glyphs: bool) -> str:
 
 
 class TierMapGrid:
-    """The block grid of one tier map; fits the width it is given (`max_width` caps it)."""
+    """The block grid of one tier map; fits the width it is given (`max_width` caps it). With
+    `scale_up` (a number of lines), a small map is drawn larger, each block an s x s patch, to use the
+    width without taking more than those lines."""
 
     def __init__(self, tier_map: np.ndarray, max_width: int | None = None, max_height: int | None = None,
-                 title: str | None = None, reduce: str = "max", glyphs: bool = False) -> None:
+                 title: str | None = None, reduce: str = "max", glyphs: bool = False,
+                 scale_up: int | None = None) -> None:
         if tier_map.ndim != 2:
             raise ValueError(f"tier map must be 2-D, got shape {tier_map.shape}")
         self.tier_map, self.max_width, self.max_height = tier_map, max_width, max_height
-        self.title, self.reduce, self.glyphs = title, reduce, glyphs
+        self.title, self.reduce, self.glyphs, self.scale_up = title, reduce, glyphs, scale_up
 
     def lines(self, width: int) -> list[Text]:
         r, c = self.tier_map.shape
         rows_per_char = 1 if self.glyphs else 2
-        f = _fit_factor((r, c), min(width, self.max_width or width), self.max_height, rows_per_char)
-        cells = downsample(self.tier_map, f, self.reduce)
+        width = min(width, self.max_width or width)
+        f = _fit_factor((r, c), width, self.max_height, rows_per_char)
+        up = _scale_up_factor((r, c), width, self.scale_up if f == 1 else None, rows_per_char)
+        cells = _enlarge(downsample(self.tier_map, f, self.reduce), up)
         head = _grid_head(self.title, r, c)
         body = _paint(cells, TIER_COLORS, TIER_GLYPHS if self.glyphs else None)
-        note = Text(_scale_note(f, self.reduce, self.glyphs), style="dim", no_wrap=True, overflow="ellipsis")
+        note = Text(_scale_note(f, self.reduce, self.glyphs, up), style="dim", no_wrap=True, overflow="ellipsis")
         legend = composition_legend(map_composition(self.tier_map), solid=not self.glyphs, blocks=r * c)
         return [head, *body, note, legend]
 
@@ -127,9 +149,10 @@ class TierMapGrid:
 
 
 def tier_map_grid(tier_map: np.ndarray, max_width: int | None = 80, max_height: int | None = None,
-                  title: str | None = None, reduce: str = "max", glyphs: bool = False) -> TierMapGrid:
+                  title: str | None = None, reduce: str = "max", glyphs: bool = False,
+                  scale_up: int | None = None) -> TierMapGrid:
     """Block grid of a tier map with a scale note, legend and composition (see module docstring)."""
-    return TierMapGrid(tier_map, max_width, max_height, title, reduce, glyphs)
+    return TierMapGrid(tier_map, max_width, max_height, title, reduce, glyphs, scale_up)
 
 
 # Transition codes 3*a + b. Colour = tier in B: dim when unchanged, bright when it moved there;
@@ -147,26 +170,28 @@ class TierMapDiffGrid:
     """Which blocks moved between two tier maps of one matrix (A -> B), coloured by transition."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray, max_width: int | None = None, max_height: int | None = None,
-                 title: str | None = None, glyphs: bool = False) -> None:
+                 title: str | None = None, glyphs: bool = False, scale_up: int | None = None) -> None:
         if a.shape != b.shape:
             raise BadInput(f"tier maps differ in shape: {list(a.shape)} vs {list(b.shape)}")
         self.a, self.b, self.max_width, self.max_height = a, b, max_width, max_height
-        self.title, self.glyphs = title, glyphs
+        self.title, self.glyphs, self.scale_up = title, glyphs, scale_up
 
     def lines(self, width: int) -> list[Text]:
         codes = self.a.astype(np.int64) * 3 + self.b.astype(np.int64)  # [R, C] in 0..8
         r, c = codes.shape
-        f = _fit_factor((r, c), min(width, self.max_width or width), self.max_height, 1 if self.glyphs else 2)
+        width = min(width, self.max_width or width)
+        f = _fit_factor((r, c), width, self.max_height, 1 if self.glyphs else 2)
+        up = _scale_up_factor((r, c), width, self.scale_up if f == 1 else None, 1 if self.glyphs else 2)
         ranks = _DIFF_RANK[codes]
         if f > 1:
             rr, cc = -(-r // f), -(-c // f)
             padded = np.full((rr * f, cc * f), -1, dtype=np.int64)
             padded[:r, :c] = ranks
             ranks = padded.reshape(rr, f, cc, f).max(axis=(1, 3))
-        cells = _RANK_TO_CODE[ranks]
+        cells = _enlarge(_RANK_TO_CODE[ranks], up)
         head = _grid_head(self.title, r, c)
         body = _paint(cells, DIFF_COLORS, DIFF_GLYPHS if self.glyphs else None)
-        note = _scale_note(f, "max", self.glyphs).replace("most pruned tier", "largest move")
+        note = _scale_note(f, "max", self.glyphs, up).replace("most pruned tier", "largest move")
         counts = np.bincount(codes.ravel(), minlength=9)
         legend = Text()
         for code, label in DIFF_LABELS.items():
@@ -187,8 +212,8 @@ class TierMapDiffGrid:
 
 
 def tier_map_diff_grid(a: np.ndarray, b: np.ndarray, max_width: int | None = 80, max_height: int | None = None,
-                       title: str | None = None, glyphs: bool = False) -> TierMapDiffGrid:
+                       title: str | None = None, glyphs: bool = False, scale_up: int | None = None) -> TierMapDiffGrid:
     """Grid of the blocks that moved from A to B (see DIFF_COLORS); raises BadInput on shape mismatch."""
-    return TierMapDiffGrid(a, b, max_width, max_height, title, glyphs)
+    return TierMapDiffGrid(a, b, max_width, max_height, title, glyphs, scale_up)
 
 

@@ -126,18 +126,23 @@ class TierMapScreen(Screen[None]):
             return
         if self.iteration is None or self.matrix is None:
             return
-        width = max(20, self.query_one("#tm-view").content_size.width - 1)
+        view = self.query_one("#tm-view").content_size
+        width = max(20, view.width - 1)
         try:
             b = self.maps(self.iteration)[self.matrix]
+            # What a small map may grow to: the pane less its title, note and legend, and at least twice
+            # its size (r lines; the pane scrolls) when the width allows: a 36x36 map fills 95 columns.
+            lines = max(view.height - 4, b.shape[0])
             if self.compare is None or self.compare == self.iteration:
-                grid.update(tier_map_grid(b, max_width=width, title=f"iteration {self.iteration}  {self.matrix}"))
+                grid.update(tier_map_grid(b, max_width=width, title=f"iteration {self.iteration}  {self.matrix}",
+                                          scale_up=lines))  # a small map uses the pane
                 return
             if self.matrix not in self.maps(self.compare):
                 grid.update(Text(f"iteration {self.compare} has no matrix {self.matrix}", style=ERROR))
                 return
             first, second = sorted((self.compare, self.iteration))
             a, b = self.maps(first)[self.matrix], self.maps(second)[self.matrix]
-            grid.update(tier_map_diff_grid(a, b, max_width=width,
+            grid.update(tier_map_diff_grid(a, b, max_width=width, scale_up=lines,
                                            title=f"iteration {first} → {second}  {self.matrix}"))
         except TierctlError as e:
             grid.update(Text(str(e), style=f"bold {ERROR}"))
