@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from tierctl.tui.app import TierctlApp
 
 VIEWS = ("schedule", "live", "results")
+WIDE = 140  # columns from which every view shows at once (before the breakpoint classes are set, too)
 
 
 def outcomes(status: Any) -> dict[int, Outcome]:
@@ -56,7 +57,8 @@ def outcomes(status: Any) -> dict[int, Outcome]:
 
 
 class CampaignScreen(Screen[None]):
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
+    AUTO_FOCUS = None  # focus follows the visible view (action_view), never the first focusable widget
     BINDINGS = [
         Binding("r", "run_next", "Run next"),
         Binding("a", "run_all", "Run all"),
@@ -76,7 +78,9 @@ class CampaignScreen(Screen[None]):
     ]
 
     def __init__(self, layout: CampaignLayout, poll_interval: float = 0.2) -> None:
-        super().__init__(classes="view-schedule")
+        # A run under way is what the user opened the campaign for: open on Live then.
+        self.opening_view = "live" if jobs.active_holder(layout) is not None else "schedule"
+        super().__init__(classes=f"view-{self.opening_view}")
         self.campaign = layout
         self.poll_interval = poll_interval
         self.pump = EventPump(RunWatch(layout))
@@ -114,7 +118,7 @@ class CampaignScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="campaign-title")
         yield Tabs(Tab("1 Schedule", id="tab-schedule"), Tab("2 Live", id="tab-live"),
-                   Tab("3 Results", id="tab-results"), id="views")
+                   Tab("3 Results", id="tab-results"), id="views", active=f"tab-{self.opening_view}")
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 with Vertical(id="schedule-section", classes="section") as s:
@@ -133,9 +137,8 @@ class CampaignScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#schedule-table").focus()
-        if jobs.active_holder(self.campaign) is not None:  # a run is under way: show it first
-            self.action_view("live")
+        self._focus_visible()
+        self.call_after_refresh(self._focus_visible)  # again once the breakpoint class is set
         self.load_schedule()
         self.load_status()
         self._tick()
@@ -429,15 +432,20 @@ class CampaignScreen(Screen[None]):
         self.query_one(Tabs).active = f"tab-{view}"
         # Focus follows what is visible: the schedule's keys (arrows, enter, x) reach it again when it
         # shows, and never act on it while it is hidden.
+        self._focus_visible()
+        self.call_after_refresh(self._focus_visible)  # again once the layout (and its breakpoint) is settled
+
+    def _focus_visible(self) -> None:
         if self.schedule_visible:
-            self.call_after_refresh(self.editor.table.focus)
+            self.editor.table.focus()
         elif self.editor.table.has_focus:
             self.set_focus(None)
 
     @property
     def schedule_visible(self) -> bool:
         """The schedule table is on screen: always on wide terminals, in the schedule view on narrow ones."""
-        return not self.has_class("-narrow") or self.has_class("view-schedule")
+        wide = self.has_class("-wide") or (not self.has_class("-narrow") and self.app.size.width >= WIDE)
+        return wide or self.has_class("view-schedule")
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         view = str(event.tab.id).removeprefix("tab-")
