@@ -22,11 +22,12 @@ class Tier:
     glyph: str  # the cell of a stacked bar, so a bar reads without colour too
 
 
-# Chosen to stay green / yellow / red when Rich downgrades them to 256 or 16 colours.
+# Okabe-Ito's colour-blind-safe palette: blue, orange, vermillion stay apart under protanopia,
+# deuteranopia and tritanopia; the glyphs carry the tier where there is no colour at all.
 TIERS = (
-    Tier(0, "dense", "dense", "#2ea043", "█"),
-    Tier(1, "semi", "2:4", "#fbc02d", "▒"),
-    Tier(2, "topk", "top-k", "#e53935", "░"),
+    Tier(0, "dense", "dense", "#0072b2", "█"),
+    Tier(1, "semi", "2:4", "#e69f00", "▒"),
+    Tier(2, "topk", "top-k", "#d55e00", "░"),
 )
 DENSE, SEMI, TOPK = (t.code for t in TIERS)
 TIER_KEYS = tuple(t.key for t in TIERS)  # ("dense", "semi", "topk")
