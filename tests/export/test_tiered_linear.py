@@ -27,7 +27,7 @@ def pruned(shape: tuple[int, int], dtype: torch.dtype = torch.float32, seed: int
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("shape", [(64, 192), (200, 48), (37, 21)])  # full blocks; partial rows; both edges
-@pytest.mark.parametrize("tokens", [1, 5, 33])
+@pytest.mark.parametrize("tokens", [1, 3, 5, 33])  # decoding kernel up to 4 tokens, strips beyond
 def test_output_equals_the_dense_linear_within_fp32_rounding(path, shape, tokens):
     w, tiers = pruned(shape)
     bias = torch.randn(shape[0])
@@ -36,6 +36,14 @@ def test_output_equals_the_dense_linear_within_fp32_rounding(path, shape, tokens
     with torch.no_grad():
         y = layer(x)
     torch.testing.assert_close(y, torch.nn.functional.linear(x, w, bias), rtol=1e-5, atol=1e-5)
+
+
+def test_the_decoding_kernel_reads_blocks_tier_by_tier_in_column_order():
+    tiers = torch.tensor([[2, 0, 1, 0], [1, 1, 2, 2]], dtype=torch.uint8)
+    w = torch.zeros(32, 64)  # all zero: fits every tier
+    layer = TieredLinear(pack_matrix(w, tiers, 16, 10), use_kernel=True)
+    assert layer.cols.tolist() == [1, 3, 2, 0, 0, 1, 2, 3]
+    assert layer.weight_bytes() == TieredLinear(pack_matrix(w, tiers, 16, 10), use_kernel=False).weight_bytes() + 16
 
 
 def test_bfloat16_uses_the_torch_path_and_matches():

@@ -1,11 +1,16 @@
-"""A numba kernel for `x @ W.T` straight from the packed tensors (the optional extra `tierctl[fast]`).
+"""numba kernels for `x @ W.T` straight from the packed tensors (the optional extra `tierctl[fast]`).
 
-One pass over the packed bytes per call: each block row of the output is computed by one thread from its
-DENSE blocks (a b x b product), SEMI blocks (2 values and their 2-bit column codes per group of 4) and TOPK
-blocks (k values at 8-bit positions). Batch-1 decoding reads every weight once per token, so reading
-fewer bytes is what makes it fast. `unpack_rows` rebuilds a strip of block rows into a reused buffer, for
-many tokens (prefill), where BLAS on the strip wins. float32 only; TieredLinear falls back to torch when
-numba is missing.
+`matvec16` is the decoding kernel (block size 16, a few tokens): one pass over the packed bytes per call,
+one block row of the output per task. Per block row the blocks are visited tier by tier (DENSE, then 2:4,
+then TOPK; `cols` lists their block columns in that order), so the inner loops have no tier branch and
+fixed trip counts the compiler unrolls:
+- DENSE: 16 dot products of 16;
+- 2:4: per row of the block, its 8 two-bit column codes are read as one uint16 (4 groups x 2 codes),
+  and each kept value multiplies x at group start + code;
+- TOPK: k values at 8-bit positions p (row p // 16, column p % 16).
+Batch-1 decoding reads every weight once per token, so reading fewer bytes is what makes it fast.
+`unpack_rows` rebuilds a strip of block rows into a reused buffer, for many tokens (prefill), where BLAS
+on the strip wins. float32 only; TieredLinear uses torch when numba is missing or the block size is not 16.
 """
 
 from __future__ import annotations
@@ -18,59 +23,62 @@ except ImportError:  # pragma: no cover - the extra is not installed
     numba = None
 
 AVAILABLE = numba is not None
+PARALLEL_MIN_BLOCKS = 2048  # below this, waking a second thread costs more than it saves
 
 
-def _tiered_rows(x, tiers, offsets, dense, semi_values, semi_codes, topk_values, topk_index, y):  # pragma: no cover
-    """y[:, r*b:(r+1)*b] = x[:, :C*b] @ W[r*b:(r+1)*b, :C*b].T for every block row r (full blocks only)."""
+def _matvec16(x, offsets, cols, dense, semi_values, semi_codes, topk_values, topk_index, y):  # pragma: no cover
+    """y[m, r*16:(r+1)*16] = W[r*16:(r+1)*16, :C*16] @ x[m, :C*16] for every block row r and token m.
+
+    x [M, in] f32, offsets int64 [3, R+1], cols int16|int32 [R*C], dense [nD, 16, 16], semi_values
+    [nS, 16, 8], semi_codes uint16 [nS*16] (row i of 2:4 block s: codes of its 8 kept values, 2 bits each,
+    first in the low bits), topk_values [nT, k], topk_index uint8 [nT, k], y [M, R*16].
+    """
     M = x.shape[0]
-    R, C = tiers.shape
-    b = dense.shape[1]  # dense is [nD, b, b] even when nD == 0
+    R = offsets.shape[1] - 1
     k = topk_values.shape[1]
-    g4 = b // 4
     for r in numba.prange(R):
-        acc = np.zeros((M, b), dtype=np.float32)
-        d, s, t = offsets[0, r], offsets[1, r], offsets[2, r]
-        for c in range(C):
-            x0 = c * b
-            tier = tiers[r, c]
-            if tier == 0:
-                for m in range(M):
-                    for i in range(b):
-                        a = np.float32(0.0)
-                        for j in range(b):
-                            a += dense[d, i, j] * x[m, x0 + j]
-                        acc[m, i] += a
-                d += 1
-            elif tier == 1:
-                for i in range(b):
-                    for g in range(g4):
-                        f = ((s * b + i) * g4 + g) * 2  # even: both codes of the group share a byte
-                        byte = semi_codes[f >> 2]
-                        shift = (f & 3) * 2
-                        c0 = x0 + g * 4 + ((byte >> shift) & 3)
-                        c1 = x0 + g * 4 + ((byte >> (shift + 2)) & 3)
-                        v0 = semi_values[s, i, 2 * g]
-                        v1 = semi_values[s, i, 2 * g + 1]
-                        for m in range(M):
-                            acc[m, i] += v0 * x[m, c0] + v1 * x[m, c1]
-                s += 1
-            else:
+        d0, d1 = offsets[0, r], offsets[0, r + 1]
+        s0, s1 = offsets[1, r], offsets[1, r + 1]
+        t0, t1 = offsets[2, r], offsets[2, r + 1]
+        first = d0 + s0 + t0  # blocks of the rows above: where row r's columns start in cols
+        acc = np.zeros(16, dtype=np.float32)
+        for m in range(M):
+            acc[:] = 0
+            q = first
+            for d in range(d0, d1):
+                x0 = np.int64(cols[q]) * 16
+                q += 1
+                for i in range(16):
+                    a = np.float32(0.0)
+                    for j in range(16):
+                        a += dense[d, i, j] * x[m, x0 + j]
+                    acc[i] += a
+            for s in range(s0, s1):
+                x0 = np.int64(cols[q]) * 16
+                q += 1
+                for i in range(16):
+                    w = np.int64(semi_codes[s * 16 + i])
+                    a = np.float32(0.0)
+                    for g in range(4):
+                        a += semi_values[s, i, 2 * g] * x[m, x0 + 4 * g + ((w >> (4 * g)) & 3)]
+                        a += semi_values[s, i, 2 * g + 1] * x[m, x0 + 4 * g + ((w >> (4 * g + 2)) & 3)]
+                    acc[i] += a
+            for t in range(t0, t1):
+                x0 = np.int64(cols[q]) * 16
+                q += 1
                 for j in range(k):
                     p = np.int64(topk_index[t, j])
-                    i = p // b
-                    col = x0 + p % b
-                    v = topk_values[t, j]
-                    for m in range(M):
-                        acc[m, i] += v * x[m, col]
-                t += 1
-        for m in range(M):
-            for i in range(b):
-                y[m, r * b + i] = acc[m, i]
+                    acc[p >> 4] += topk_values[t, j] * x[m, x0 + (p & 15)]
+            for i in range(16):
+                y[m, r * 16 + i] = acc[i]
 
 
 def _unpack_rows(r0, r1, tiers, offsets, dense, semi_values, semi_codes, topk_values, topk_index,
                  w):  # pragma: no cover
-    """w[:(r1-r0)*b, :C*b] = the full-block part of block rows r0..r1-1, rebuilt (w is zeroed here)."""
+    """w[:(r1-r0)*b, :C*b] = the full-block part of block rows r0..r1-1, rebuilt (w is zeroed here).
+
+    semi_codes here is the file's uint8 layout (any block size): code f in bits 2*(f%4) of byte f//4.
+    """
     C = tiers.shape[1]
     b = dense.shape[1]
     k = topk_values.shape[1]
@@ -92,7 +100,7 @@ def _unpack_rows(r0, r1, tiers, offsets, dense, semi_values, semi_codes, topk_va
             elif tier == 1:
                 for i in range(b):
                     for g in range(g4):
-                        f = ((s * b + i) * g4 + g) * 2
+                        f = ((s * b + i) * g4 + g) * 2  # even: both codes of the group share a byte
                         byte = semi_codes[f >> 2]
                         shift = (f & 3) * 2
                         w[base + i, x0 + g * 4 + ((byte >> shift) & 3)] = semi_values[s, i, 2 * g]
@@ -105,6 +113,25 @@ def _unpack_rows(r0, r1, tiers, offsets, dense, semi_values, semi_codes, topk_va
                 t += 1
 
 
-_jit = numba.njit(parallel=True, fastmath=True, cache=True) if AVAILABLE else None
-tiered_rows = _jit(_tiered_rows) if AVAILABLE else None
-unpack_rows = _jit(_unpack_rows) if AVAILABLE else None
+if AVAILABLE:
+    _matvec16_parallel = numba.njit(parallel=True, fastmath=True, cache=True)(_matvec16)
+    _matvec16_serial = numba.njit(fastmath=True, cache=True)(_matvec16)
+    unpack_rows = numba.njit(parallel=True, fastmath=True, cache=True)(_unpack_rows)
+else:  # pragma: no cover
+    _matvec16_parallel = _matvec16_serial = unpack_rows = None
+
+
+def matvec16(x, offsets, cols, dense, semi_values, semi_codes, topk_values, topk_index, y) -> None:
+    """The decoding kernel, on both cores for a large matrix and on one for a small one."""
+    big = cols.shape[0] >= PARALLEL_MIN_BLOCKS
+    (_matvec16_parallel if big else _matvec16_serial)(x, offsets, cols, dense, semi_values, semi_codes,
+                                                      topk_values, topk_index, y)
+
+
+def semi_codes16(semi_codes: np.ndarray) -> np.ndarray:
+    """The file's 2:4 codes (uint8, 4 per byte) for block size 16 seen as one uint16 per block row.
+
+    Row i of 2:4 block s holds 16 / 4 * 2 = 8 codes = 16 bits at bytes 2 * (s*16 + i) .. +1; read little-
+    endian, code c of that row sits at bits 2c, as in the file. A view: no copy, no extra bytes.
+    """
+    return semi_codes.view("<u2")

@@ -1,7 +1,7 @@
 """TieredLinear: an nn.Linear whose weight stays packed by tier; `x @ W.T` is computed from the packed tensors.
 
 Two ways to compute, both exact up to float32 summation order:
-- few tokens (decoding), float32 on CPU, numba installed (`tierctl[fast]`): the kernel of
+- few tokens (decoding), float32 on CPU, block size 16, numba installed (`tierctl[fast]`): the kernel of
   tierctl/export/kernels.py reads the packed tensors once per call;
 - otherwise (prefill, other dtypes, no numba): the weight is rebuilt one strip of block rows at a time
   (about 256 K entries, a few hundred KB; by numba into one reused buffer when it applies, else by torch)
@@ -10,13 +10,15 @@ Two ways to compute, both exact up to float32 summation order:
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
 from tierctl.export import kernels
 from tierctl.export.matrix import PackedMatrix
 
-KERNEL_MAX_TOKENS = 8  # above this, strips + BLAS beat the scalar kernel
+KERNEL_MAX_TOKENS = 4  # above this, strips + BLAS beat the kernel (it reads the weight once per token)
 STRIP_ENTRIES = 1 << 18  # entries of one rebuilt strip in the torch path
 
 _BUFFERS = ("tiers", "offsets", "dense", "semi_values", "semi_codes", "topk_values", "topk_index", "edge_right",
@@ -34,7 +36,12 @@ class TieredLinear(nn.Module):
         for name in _BUFFERS:
             value = packed.offsets() if name == "offsets" else getattr(packed, name)
             self.register_buffer(name, None if value is None else value.contiguous(), persistent=False)
+        # Block columns of each block row, DENSE blocks first, then 2:4, then TOPK (the kernel's visiting
+        # order): 2 bytes per block, only where the kernel can run.
+        kernel_ok = self.use_kernel and self.block_size == 16 and sys.byteorder == "little"
+        self.register_buffer("cols", _tier_ordered_columns(packed.tiers) if kernel_ok else None, persistent=False)
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias)
+        self._arrays: tuple | None = None  # numpy views of the buffers for the kernels, made once
 
     @property
     def packed(self) -> PackedMatrix:
@@ -44,7 +51,7 @@ class TieredLinear(nn.Module):
 
     def weight_bytes(self) -> int:
         """Bytes this layer holds for its weight (the packed tensors and the per-row offsets)."""
-        return sum(t.numel() * t.element_size() for n in _BUFFERS if (t := getattr(self, n)) is not None)
+        return sum(t.numel() * t.element_size() for n in (*_BUFFERS, "cols") if (t := getattr(self, n)) is not None)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, " \
@@ -53,7 +60,7 @@ class TieredLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        if self._fast_cpu(x2) and x2.shape[0] <= KERNEL_MAX_TOKENS:
+        if self.cols is not None and self._fast_cpu(x2) and x2.shape[0] <= KERNEL_MAX_TOKENS:
             y = self._kernel(x2)
         else:
             y = self._strips(x2)
@@ -73,7 +80,7 @@ class TieredLinear(nn.Module):
             r1 = min(R, r0 + per)
             if fast:
                 w = strip[: (r1 - r0) * b]
-                kernels.unpack_rows(r0, r1, *self._kernel_args(), w.numpy())
+                kernels.unpack_rows(r0, r1, *self._numpy()[:7], w.numpy())
                 y[:, r0 * b: r1 * b] = x[:, : C * b] @ w.T
                 if self.edge_right is not None:
                     y[:, r0 * b: r1 * b] += x[:, C * b:] @ self.edge_right[r0 * b: r1 * b].T
@@ -88,17 +95,42 @@ class TieredLinear(nn.Module):
         return (self.use_kernel and x.dtype == torch.float32 and self.dense.dtype == torch.float32
                 and x.device.type == "cpu" and not torch.is_grad_enabled())
 
-    def _kernel_args(self) -> tuple:
-        return (self.tiers.numpy(), self.offsets.numpy(), self.dense.numpy(), self.semi_values.numpy(),
-                self.semi_codes.numpy(), self.topk_values.numpy(), self.topk_index.numpy())
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        self._arrays = None  # .to() / .float() may replace the buffers: the numpy views go stale
+        return super()._apply(fn, recurse)
+
+    def _numpy(self) -> tuple:
+        """(tiers, offsets, dense, semi_values, semi_codes, topk_values, topk_index, cols, semi codes as uint16):
+        numpy views of the buffers, made once (a per-call conversion costs more than a small matrix's product)."""
+        if self._arrays is None:
+            codes = self.semi_codes.numpy()
+            self._arrays = (self.tiers.numpy(), self.offsets.numpy(), self.dense.numpy(), self.semi_values.numpy(),
+                            codes, self.topk_values.numpy(), self.topk_index.numpy(),
+                            None if self.cols is None else self.cols.numpy(),
+                            kernels.semi_codes16(codes) if self.cols is not None else None)
+        return self._arrays
 
     def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         b, (R, C) = self.block_size, self.tiers.shape
         x = x.contiguous()
         rows = x.new_empty(x.shape[0], R * b)  # contiguous, so the kernel is compiled for one layout only
-        kernels.tiered_rows(x.numpy(), *self._kernel_args(), rows.numpy())
+        _, offsets, dense, semi_values, _, topk_values, topk_index, cols, codes16 = self._numpy()
+        kernels.matvec16(x.numpy(), offsets, cols, dense, semi_values, codes16, topk_values, topk_index,
+                         rows.numpy())
         if self.edge_right is not None:
             rows += x[:, C * b:] @ self.edge_right.T
         if self.edge_bottom is None:
             return rows
         return torch.cat([rows, x @ self.edge_bottom.T], dim=1)
+
+
+def _tier_ordered_columns(tiers: torch.Tensor) -> torch.Tensor:
+    """[R*C] block columns, per block row sorted by (tier, column): the order the kernel reads the blocks in.
+
+    Within one tier, blocks are stored in row-major order (format.py), so row r's DENSE blocks are
+    dense[offsets[0, r]:offsets[0, r+1]] in column order, and so on for the other tiers.
+    """
+    R, C = tiers.shape
+    key = tiers.to(torch.int64) * C + torch.arange(C)  # [R, C], distinct per row
+    order = key.argsort(dim=1)
+    return order.reshape(-1).to(torch.int16 if C <= torch.iinfo(torch.int16).max else torch.int32)
