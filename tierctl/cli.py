@@ -607,13 +607,10 @@ def sample(
         print(json.dumps(texts))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"greedy, {max_new_tokens} new tokens", show_lines=True)
-    for label in texts:
-        table.add_column(label, overflow="fold")
-    table.add_row(*texts.values())
-    Console(highlight=False).print(table)
+    from tierctl.render.export import sample_table
+
+    Console(highlight=False).print(sample_table(texts, max_new_tokens))
 
 # === fork ===
 

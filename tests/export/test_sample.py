@@ -36,3 +36,16 @@ def test_an_unfinished_iteration_is_refused_before_any_model_loads(campaigns):
     result = runner.invoke(app, ["sample", f"{campaigns['llama'].root}@3", "--prompt", "x"])
     assert result.exit_code == 2
     assert "iteration 3 is not finished" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_text_of_only_line_breaks_is_shown_as_such_not_as_a_blank_cell():
+    from tierctl.render.export import shown_text
+
+    assert shown_text("\n" * 30).plain == "(only whitespace: 30 line breaks)"
+    assert shown_text("").plain == "(nothing: the model ended at once)"
+
+
+def test_runs_of_line_breaks_fold_into_one_marked_line_and_markup_stays_text():
+    from tierctl.render.export import shown_text
+
+    assert shown_text("a\n\nb\n\n\n\nc [bold]x[/bold]\n").plain == "a\n\nb\n⏎ x 4\nc [bold]x[/bold]"

@@ -1,8 +1,14 @@
-"""The size table of `tierctl export`: packed against dense bytes, the ratio, and the format's minimum."""
+"""What `tierctl export` and `tierctl sample` print: the size table, and greedy texts side by side."""
 
 from __future__ import annotations
 
+import re
+
 from rich.table import Table
+from rich.text import Text
+
+BREAK_MARK = "⏎"
+_BREAK_RUN = re.compile(r"\n{3,}")
 
 
 def _mb(n: int) -> str:
@@ -25,4 +31,26 @@ def size_table(rows: list[tuple[str, int, int, int | None]], dtype: str, weights
         table.caption = (f"prunable: the pruned matrices, {8 * packed / weights:.2f} bits per weight; directory: "
                          "every file")
         table.caption_justify = "left"
+    return table
+
+
+def shown_text(text: str) -> Text:
+    """A generated text as the table shows it: never blank when the model wrote only line breaks or spaces.
+
+    A badly pruned model often answers with a run of newlines; printed as they are, they make an empty
+    looking cell many lines tall. Runs of 3 or more line breaks are shown as one line `⏎ x N`; a text with
+    nothing but whitespace says so. Rich markup in the model's text is not interpreted (Text, not markup).
+    """
+    if not text.strip():
+        what = f"{text.count(chr(10))} line breaks" if "\n" in text else f"{len(text)} spaces"
+        return Text(f"(only whitespace: {what})" if text else "(nothing: the model ended at once)", style="dim")
+    return Text(_BREAK_RUN.sub(lambda m: f"\n{BREAK_MARK} x {len(m.group())}\n", text.strip("\n")))
+
+
+def sample_table(texts: dict[str, str], max_new_tokens: int) -> Table:
+    """One column per model (the original first), one row of greedy text."""
+    table = Table(title=f"greedy, {max_new_tokens} new tokens", show_lines=True)
+    for label in texts:
+        table.add_column(label, overflow="fold")
+    table.add_row(*(shown_text(t) for t in texts.values()))
     return table
