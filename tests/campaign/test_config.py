@@ -1,4 +1,4 @@
-"""campaign/config: the [model] offload key (auto | never | layers), validated like the other keys."""
+"""campaign/config: the [model] offload and [run] store keys, validated like the other keys."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def test_an_unknown_offload_mode_is_bad_input():
 def test_a_non_string_offload_is_bad_input():
     with pytest.raises(BadInput, match=r"\[model\] offload must be str, got True"):
         from_dict({"model": {"offload": True}})
+
+
+def test_store_defaults_to_dense():
+    assert from_dict({}).run.store == "dense"
+
+
+@pytest.mark.parametrize("store", ["dense", "packed"])
+def test_store_round_trips_through_campaign_toml(tmp_path: Path, store: str):
+    path = tmp_path / "campaign.toml"
+    path.write_text(dumps_config(from_dict({"run": {"store": store}})), encoding="utf-8")
+    assert load_config(path).run.store == store
+
+
+def test_an_unknown_store_is_bad_input_naming_file_table_and_key():
+    with pytest.raises(BadInput, match=r"^campaign.toml: \[run\] store must be one of dense, packed, got 'zip'$"):
+        from_dict({"run": {"store": "zip"}})

@@ -206,6 +206,7 @@ TOML_CASES = [
     Case("toml-launcher", RUN1, "[run] launcher must be one of local, torchrun", key("run", "launcher = 'mpirun'")),
     Case("toml-nproc-0", RUN1, "[run] nproc must be in 1..4096, got 0", key("run", "nproc = 0")),
     Case("toml-strategy", RUN1, "[run] strategy must be one of", key("run", "strategy = 'zero3'")),
+    Case("toml-store", RUN1, "[run] store must be one of dense, packed, got 'zip'", key("run", "store = 'zip'")),
     Case("toml-preset", RUN1, "[model] name tiny-gpt: unknown preset", key("model", "name = 'tiny-gpt'")),
     Case("toml-model-missing-dir", RUN1, "[model] name ./no/such/dir: no such file or directory",
          key("model", "name = './no/such/dir'")),

@@ -31,6 +31,9 @@ LAUNCHERS = ("local", "torchrun", "slurm")
 STRATEGIES = ("single", "ddp", "fsdp2")
 OFFLOADS = ("auto", "never", "layers")
 ALLOCATIONS = ("uniform", "owl")
+# How iteration models are kept: "dense" (save_pretrained) or "packed" (the format of `tierctl export`, which
+# also keeps the pruned model before the fine-tune; progressive campaigns only, baselines stay dense).
+STORES = ("dense", "packed")
 
 
 @dataclass
@@ -97,6 +100,7 @@ class RunConfig:
     strategy: str = "ddp"  # ddp | fsdp2 (under torchrun or slurm)
     # Guardrail: halt when an iteration's ppl exceeds this ratio x the previous iteration's (0 = off).
     max_ppl_ratio: float = 0.0
+    store: str = "dense"  # dense | packed: how iter<N>/model is kept (docs/campaign.md)
 
 
 @dataclass
@@ -232,6 +236,7 @@ def validate(cfg: CampaignConfig, path: Path = Path("campaign.toml")) -> Campaig
     _check(path, 0.0 <= f.warmup_ratio < 1.0, "[finetune] warmup_ratio", f"must be in [0, 1), got {f.warmup_ratio}")
     _check(path, r.launcher in LAUNCHERS, "[run] launcher", f"must be one of {', '.join(LAUNCHERS)}")
     _check(path, r.strategy in STRATEGIES, "[run] strategy", f"must be one of {', '.join(STRATEGIES)}")
+    _check(path, r.store in STORES, "[run] store", f"must be one of {', '.join(STORES)}, got {r.store!r}")
     _check(path, r.max_ppl_ratio >= 0, "[run] max_ppl_ratio", f"must be >= 0 (0 = off), got {r.max_ppl_ratio}")
     check_slurm(cfg.slurm, path, "[slurm]")
     for key in ("tasks", "task_paths"):

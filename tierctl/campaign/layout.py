@@ -66,6 +66,10 @@ class CampaignLayout:
     def model(self, n: int) -> Path:
         return self.iter_dir(n) / "model"
 
+    def pruned(self, n: int) -> Path:
+        """The pruned model before its fine-tune, kept (packed) only by `[run] store = "packed"`."""
+        return self.iter_dir(n) / "pruned"
+
     def metrics(self, n: int) -> Path:
         return self.iter_dir(n) / "metrics.json"
 

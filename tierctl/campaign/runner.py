@@ -330,6 +330,9 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
     config = load_config(layout.config)
     schedule = load_campaign_schedule(layout)
     refuse_symlinks(layout)
+    if config.run.store == "packed" and config.prune.method != "progressive":
+        on_warning(f"{layout.config}: [run] store packed: [prune] method {config.prune.method!r} has no tier map "
+                   f"to pack by, so this campaign's iteration models are kept dense")
     while True:
         holder = campaign_holder(layout)
         if holder is not None:

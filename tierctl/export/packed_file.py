@@ -45,10 +45,22 @@ class PackedCheckpoint:
 
 
 def write_checkpoint(path: Path, ckpt: PackedCheckpoint) -> None:
-    """Save the checkpoint to `path` (the caller writes into a temporary directory that is renamed later)."""
+    """Save the checkpoint to `path` (the caller writes into a temporary directory that is renamed later).
+
+    The metadata keys are then sorted in place (same header length): safetensors writes them in hash-map
+    order, which changes per process, and equal models must give equal files (an export from a packed-store
+    campaign is compared byte for byte with one from a dense-store campaign).
+    """
     from safetensors.torch import save_file
 
+    from tierctl.core.atomic import canonical_safetensors
+
     save_file(ckpt.tensors(), str(path), metadata=ckpt.metadata())
+    with open(path, "r+b") as f:
+        head = f.read(8)
+        header = head + f.read(int.from_bytes(head, "little"))
+        f.seek(0)
+        f.write(canonical_safetensors(header))
 
 
 def _int_meta(path: Path, meta: Mapping[str, str], key: str) -> int:

@@ -35,9 +35,14 @@ class ExportResult:
 
 
 def source_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a saved model directory (all its safetensors shards)."""
+    """Every tensor of a saved model directory: all its safetensors shards, or its packed file unpacked
+    (an iteration kept packed by `[run] store = "packed"`), bit-exact either way."""
     from safetensors.torch import load_file
 
+    packed = Path(model_dir) / fmt.WEIGHTS_FILE
+    if packed.is_file():
+        ckpt = read_checkpoint(packed)
+        return {**ckpt.others, **{key: m.unpack() for key, m in ckpt.matrices.items()}}
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:
         raise BadInput(f"{model_dir}: holds no .safetensors weights")
@@ -48,7 +53,13 @@ def source_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    return {n: (t.to(dtype) if t.is_floating_point() else t) for n, t in tensors.items()}
+    """Floating tensors in `dtype`, every zero written as +0.0.
+
+    A pruned weight of a dense checkpoint may be -0.0 (a negative weight times a 0 mask) and the packed
+    form stores no sign for what it does not store; with one zero the export of an iteration is the same
+    bytes whichever form the campaign kept it in ([run] store). x + 0.0 is x for every other value.
+    """
+    return {n: (t.to(dtype) + 0.0 if t.is_floating_point() else t) for n, t in tensors.items()}
 
 
 def _copy_side_files(src: Path, dest: Path, dtype: str, same_dtype: bool) -> int:
@@ -98,6 +109,19 @@ def verify_packed(path: Path, tensors: dict[str, torch.Tensor]) -> None:
             raise RuntimeError(f"{path}: tensor {name} does not read back equal to the model's")
 
 
+def write_packed(dest: Path, tensors: dict[str, torch.Tensor], tier_maps: dict[str, torch.Tensor], block_size: int,
+                 k: int, dtype: torch.dtype, source: str, base_model: str = "") -> PackedCheckpoint:
+    """Pack `tensors` by `tier_maps` into `dest`/tierctl-packed.safetensors and read it back equal.
+
+    The one writer of packed files: `tierctl export` and the steps of a `[run] store = "packed"` campaign.
+    `dest` is a temporary directory its caller renames into place, so a failed check leaves nothing.
+    """
+    ckpt = pack_checkpoint(tensors, tier_maps, block_size, k, dtype, source, base_model)
+    write_checkpoint(dest / fmt.WEIGHTS_FILE, ckpt)
+    verify_packed(dest / fmt.WEIGHTS_FILE, tensors)
+    return ckpt
+
+
 def export_iteration(src: IterationSource, out: Path, format: str | None = None,
                      dtype: str | None = None) -> ExportResult:
     """Write iteration `src` to `out` (packed by default for progressive campaigns, dense for baselines)."""
@@ -107,22 +131,18 @@ def export_iteration(src: IterationSource, out: Path, format: str | None = None,
     format, dtype = check_export(src, out, format, dtype)
     torch_dtype = fmt.DTYPES[dtype]
     tensors = _cast(source_tensors(src.model_dir), torch_dtype)
-    ckpt = None
-    if format == "packed":
-        maps, meta = load_tiers(src.tiers)
-        ckpt = pack_checkpoint(tensors, maps, int(meta["block_size"]), int(meta["topk_per_block"]), torch_dtype,
-                               src.label, src.base_model)
+    maps, meta = load_tiers(src.tiers) if format == "packed" else ({}, {})
     sizes = None
     try:
         with atomic_dir(out) as tmp:
             side = _copy_side_files(src.model_dir, tmp, dtype, same_dtype=dtype == src.dtype)
-            if ckpt is None:
+            if format == "dense":
                 from safetensors.torch import save_file
 
                 save_file(tensors, str(tmp / DENSE_FILE), metadata={"format": "pt"})
             else:
-                write_checkpoint(tmp / fmt.WEIGHTS_FILE, ckpt)
-                verify_packed(tmp / fmt.WEIGHTS_FILE, tensors)
+                ckpt = write_packed(tmp, tensors, maps, int(meta["block_size"]), int(meta["topk_per_block"]),
+                                    torch_dtype, src.label, src.base_model)
                 other_bytes = sum(t.numel() * t.element_size() for t in ckpt.others.values())
                 sizes = size_report(ckpt.matrices, other_bytes, (tmp / fmt.WEIGHTS_FILE).stat().st_size, side)
     except PermissionError as e:

@@ -6,6 +6,8 @@ Presets (the README's Models and text) need no network:
   dir ($TIERCTL_CACHE, else $XDG_CACHE_HOME/tierctl, else ~/.cache/tierctl), keyed by the GGUF's
   content (size and a hash of its head and tail), so a new environment with the same file reuses it;
   older conversions of the same file name are removed. Any other .gguf path goes through the same cache.
+- A model directory holding `tierctl-packed.safetensors` (an export, or an iteration of a campaign with
+  `[run] store = "packed"`) loads through tierctl.export's load_packed, with ordinary nn.Linear weights.
 - `tiny-llama`, `tiny-opt`, `tiny-qwen2`, `tiny-mistral`: seeded random models of two layers with a
   byte-level BPE tokenizer trained locally (deterministically) on CPython's pydoc topics. Some of
   their matrices have sides that are not multiples of 16, so partial blocks get exercised.
@@ -50,6 +52,7 @@ TINY_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
                              attention_dropout=0.0)),
 }
 PRESETS = ("smollm2-135m", *TINY_CONFIGS)
+PACKED_WEIGHTS = "tierctl-packed.safetensors"  # tierctl.export.format.WEIGHTS_FILE: a packed model directory
 
 
 # ---- devices and dtypes ----
@@ -272,6 +275,10 @@ def _load_any(spec: str, dtype: torch.dtype, trust_remote_code: bool) -> tuple[A
         return _from_pretrained(str(convert_gguf(path.resolve())), dtype, False, True)
     if path.is_dir():
         _read_config_json(path, "model")
+        if (path / PACKED_WEIGHTS).is_file():  # an iteration kept packed ([run] store = "packed")
+            from tierctl.lm.store import load_packed_model
+
+            return load_packed_model(path, dtype)
         try:
             return _from_pretrained(str(path), dtype, trust_remote_code, True)
         except (OSError, ValueError, KeyError) as e:

@@ -157,6 +157,18 @@ def input_model_spec(ctx: StepContext) -> str:
     return str(prev)
 
 
+def packing(ctx: StepContext, tier_maps: dict[str, Any] | None) -> Any:
+    """tierctl.lm.store.Packing of this iteration's model when `[run] store = "packed"` and the campaign is
+    progressive (`tier_maps` given); None means dense: the store's default, and every baseline's."""
+    if ctx.config.run.store != "packed" or tier_maps is None:
+        return None
+    from tierctl.lm.store import Packing
+
+    t = ctx.config.tiers
+    return Packing(tier_maps, t.block_size, t.topk_per_block, f"{ctx.layout.name}@{ctx.iteration}",
+                   ctx.config.model.name)
+
+
 def require_model(ctx: StepContext) -> Path:
     """iter<N>/model, which the fine-tune and eval steps read; BadInput when the prune has not run."""
     path = ctx.layout.model(ctx.iteration)

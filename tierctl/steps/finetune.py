@@ -1,9 +1,10 @@
 """The fine-tune step: masked fine-tune of iter<N>/model, then the sparsity ledger.
 
 `python -m tierctl.steps finetune --campaign DIR --iter N`, alone or under torchrun (DDP, or FSDP2
-with [run] strategy = "fsdp2"). Reads iter<N>/model (the pruned model) and iter<N>/tiers.safetensors,
-derives the keep masks from them (never stored), and trains for the schedule row's epochs on the
-training split of [data] calib, resuming from iter<N>/finetune_ckpt when a kill left one.
+with [run] strategy = "fsdp2"). Reads iter<N>/model (the pruned model, dense or packed: [run] store)
+and iter<N>/tiers.safetensors, derives the keep masks from them (never stored), and trains for the
+schedule row's epochs on the training split of [data] calib, resuming from iter<N>/finetune_ckpt when a
+kill left one. The fine-tuned model is written dense or packed as [run] store says.
 
 Done <=> iter<N>/model/finetune.json exists. The fine-tuned model and its finetune.json (the ledger)
 are written in one atomic directory swap, and only after the ledger check passed on the weights as
@@ -26,7 +27,7 @@ from tierctl.core.atomic import atomic_dir, atomic_write_json, remove_path
 from tierctl.core.metrics import read_metrics, update_metrics
 from tierctl.core.vocab import TIER_KEYS
 from tierctl.errors import BadInput, StepFailed
-from tierctl.steps.common import StepContext, require_model, run_step
+from tierctl.steps.common import StepContext, packing, require_model, run_step
 
 STEP = "finetune"
 LEDGER = "finetune.json"
@@ -73,16 +74,11 @@ def ledger_of(weights: dict[str, Any], tiers: dict[str, Any], keep: dict[str, An
 
 
 def saved_weights(model_dir: Path, names: list[str]) -> dict[str, Any]:
-    """The prunable weights as written to disk (so the ledger checks the files, not memory)."""
-    from safetensors import safe_open
+    """The prunable weights as written to disk, dense or packed (so the ledger checks the files, not memory)."""
+    from tierctl.lm.store import stored_tensors
 
     want = {f"{n}.weight": n for n in names}
-    out = {}
-    for f in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as st:
-            for key in st.keys():
-                if key in want:
-                    out[want[key]] = st.get_tensor(key).float()
+    out = {want[key]: t.float() for key, t in stored_tensors(model_dir).items() if key in want}
     missing = [n for n in names if n not in out]
     if missing:
         raise StepFailed(f"{model_dir}: saved model lacks {missing[0]}.weight")
@@ -105,6 +101,7 @@ def body(ctx: StepContext) -> None:
     from tierctl.lm.finetune import build_masks, finetune, train_windows
     from tierctl.lm.finetune_dist import close, gather_state_dict, init_dist
     from tierctl.lm.models import load_model, resolve_device, torch_dtype
+    from tierctl.lm.store import write_model
     from tierctl.lm.text import token_stream
 
     n, cfg, sink, layout = ctx.iteration, ctx.config, ctx.sink, ctx.layout
@@ -169,10 +166,9 @@ def body(ctx: StepContext) -> None:
                   "processes": d.world, "strategy": d.strategy, "lr": settings.lr,
                   "tokens_per_epoch": settings.tokens_per_epoch,
                   "global_batch": settings.batch_size * settings.grad_accum * d.world, "seqlen": settings.seqlen}
-        with atomic_dir(model_dir) as tmp:
+        with atomic_dir(model_dir) as tmp:  # a new directory: iter<N>/pruned's hard links stay untouched
             model.config.dtype = torch_dtype(cfg.model.dtype)
-            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
+            write_model(model, tokenizer, tmp, packing(ctx, None if baseline else tiers), state_dict=state)
             ledger = ledger_of(saved_weights(tmp, list(keep)), tiers, keep, block, k, **fields)
             atomic_write_json(tmp / LEDGER, ledger)
         del state

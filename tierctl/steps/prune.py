@@ -8,7 +8,9 @@ every iteration (same source, seed and tokenizer): the schedule, not the data, c
 Outputs, in this order (the step is done <=> metrics.json exists, so it comes last):
     iter<N>/tiers.safetensors      tier maps (progressive only: baselines have no tier map)
     iter<N>/act_norms.safetensors  float32 norm per prunable matrix, same keys
-    iter<N>/model/                 the pruned model (atomic directory swap)
+    iter<N>/model/                 the pruned model (atomic directory swap), dense or packed ([run] store)
+    iter<N>/pruned/                [run] store "packed" only: the same pruned model, kept for a redo of
+                                   the fine-tune (hard links to iter<N>/model's files until it is fine-tuned)
     then ppl_pruned on the eval windows (the eval step's protocol), then iter<N>/metrics.json.
 
 Wanda baselines ([prune] method wanda-unstructured | wanda-nm) write no tier map (their masks are
@@ -39,7 +41,7 @@ from typing import Any
 from tierctl.core.atomic import atomic_write_safetensors, remove_path
 from tierctl.core.metrics import Metrics, read_metrics, write_metrics
 from tierctl.errors import BadInput, StepFailed
-from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, run_step
+from tierctl.steps.common import StepContext, input_model_spec, measure_ppl, packing, run_step
 
 STEP = "prune"
 CONTROL = "none"  # [prune] method of the fine-tune-only control
@@ -162,10 +164,28 @@ def unpruned(model: Any) -> Any:
                        {"calibrate_s": 0.0, "prune_s": 0.0})
 
 
+def keep_model(ctx: StepContext, model: Any, tokenizer: Any, tier_maps: dict[str, Any] | None) -> None:
+    """iter<N>/model, dense or packed ([run] store). Packed also keeps iter<N>/pruned, the same files
+    hard-linked (no second copy on disk), which the fine-tune never modifies: it replaces iter<N>/model
+    with a new directory, so `--step finetune --force` can start again from the pruned model."""
+    from tierctl.campaign.fork import share_tree
+    from tierctl.core.atomic import atomic_dir
+    from tierctl.lm.store import store_model
+
+    layout, n = ctx.layout, ctx.iteration
+    pack = packing(ctx, tier_maps)
+    if pack is None:
+        store_model(model, tokenizer, layout.model(n), None)
+        return
+    store_model(model, tokenizer, layout.pruned(n), pack)
+    with atomic_dir(layout.model(n)) as tmp:
+        share_tree(layout.pruned(n), tmp)
+
+
 def body(ctx: StepContext) -> None:
     from tierctl.core.tiermap_io import save_tiers
     from tierctl.lm.evaluate import max_positions
-    from tierctl.lm.models import prunable_linears, save_model
+    from tierctl.lm.models import prunable_linears
     from tierctl.lm.offload import load_placed
     from tierctl.lm.prune import PROGRESSIVE, baseline_settings, prune_baseline, prune_model
     from tierctl.lm.text import calibration_windows, eval_windows, token_stream
@@ -195,6 +215,7 @@ def body(ctx: StepContext) -> None:
         check_full_block(prunable_linears(model), b, layout.config)
     # A rerun replaces the iteration: it is not done while its outputs are being rewritten.
     remove_path(layout.metrics(n))
+    remove_path(layout.pruned(n))  # an earlier run's pruned model: it no longer matches what is rewritten
 
     baseline = None if method in (PROGRESSIVE, CONTROL) else \
         baseline_settings(method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m)
@@ -226,7 +247,7 @@ def body(ctx: StepContext) -> None:
     else:
         save_act_norms(layout.act_norms(n), result.act_norms,
                        {"iteration": str(n), "method": method, **{key: str(v) for key, v in calib.items()}})
-    save_model(model, tokenizer, layout.model(n))
+    keep_model(ctx, model, tokenizer, result.tiers if method == PROGRESSIVE else None)
     save_s = time.perf_counter() - t0
 
     ev = measure_ppl(ctx, model, tokenizer, "ppl_pruned", layers_on=layers_on)

@@ -1,0 +1,194 @@
+"""`[run] store = "packed"`: iteration models kept in the packed form, read back as the dense store's.
+
+Two tiny-llama campaigns of the same name, settings and seed, one per store, run through the real steps
+in this process (iterations 1 and 2, each pruned, fine-tuned one short epoch and evaluated).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.export.conftest import run_steps
+from tests.helpers import make_campaign
+from tierctl.campaign.layout import CampaignLayout
+from tierctl.campaign.plan import RunRequest, invalidate, plan_run
+from tierctl.campaign.state import campaign_status
+from tierctl.core.metrics import read_metrics
+from tierctl.errors import BadInput
+from tierctl.lm.store import stored_tensors
+
+SCHEDULE = """iteration,dense,mid_2_4,topk,epochs
+1,0.90,0.10,0.00,1
+2,0.35,0.45,0.20,1
+"""
+PACKED_FILE = "tierctl-packed.safetensors"
+
+
+def build(root: Path, store: str, method: str = "progressive", schedule: str = SCHEDULE) -> CampaignLayout:
+    layout = make_campaign(root, name="camp", schedule=schedule, run={"store": store}, prune={"method": method},
+                           data={"nsamples": 2, "seqlen": 32, "batch_size": 2, "eval_windows": 2},
+                           finetune={"batch_size": 2, "seqlen": 32, "tokens_per_epoch": 128})
+    for n in range(1, schedule.count("\n")):
+        run_steps(layout, n)
+    return layout
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CampaignLayout]:
+    root = tmp_path_factory.mktemp("stores")
+    return {store: build(root / store, store) for store in ("dense", "packed")}
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes of the files under `root`, each inode once (hard links are not a second copy)."""
+    seen, total = set(), 0
+    for p in root.rglob("*"):
+        st = p.lstat()
+        if p.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a and set(a) == set(b)
+    for key, t in a.items():
+        assert b[key].dtype == t.dtype and torch.equal(b[key], t), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [1, 2])
+def test_packed_store_keeps_the_export_directory_and_no_dense_weights(stores, n):
+    model_dir = stores["packed"].model(n)
+    dense_dir = stores["dense"].model(n)
+    names = {p.name for p in model_dir.iterdir()}
+    assert PACKED_FILE in names and not any(name.endswith(".safetensors") and name != PACKED_FILE for name in names)
+    # The same side files as the dense store's save_pretrained, byte for byte (config, tokenizer, ledger aside).
+    dense_names = {p.name for p in dense_dir.iterdir()} - {"model.safetensors"}
+    assert names - {PACKED_FILE} == dense_names
+    for name in dense_names - {"finetune.json"}:
+        assert (model_dir / name).read_bytes() == (dense_dir / name).read_bytes(), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [1, 2])
+def test_packed_store_iteration_models_equal_the_dense_store_bit_for_bit(stores, n):
+    assert_same_tensors(stored_tensors(stores["dense"].model(n)), stored_tensors(stores["packed"].model(n)))
+
+
+@pytest.mark.slow
+def test_steps_load_a_packed_iteration_as_the_dense_one(stores):
+    from tierctl.lm.models import load_model
+
+    dense, _ = load_model(str(stores["dense"].model(2)), device="cpu")
+    packed, tokenizer = load_model(str(stores["packed"].model(2)), device="cpu")
+    assert_same_tensors(dense.state_dict(), packed.state_dict())
+    assert type(packed.model.layers[0].mlp.up_proj) is torch.nn.Linear and tokenizer("def f").input_ids
+    dense_metrics, packed_metrics = read_metrics(stores["dense"].metrics(2)), read_metrics(stores["packed"].metrics(2))
+    assert packed_metrics.ppl == dense_metrics.ppl and packed_metrics.ppl_pruned == dense_metrics.ppl_pruned
+
+
+@pytest.mark.slow
+def test_the_pruned_model_is_kept_packed_and_differs_from_the_fine_tuned_one(stores):
+    layout = stores["packed"]
+    pruned = layout.pruned(2)
+    assert {p.name for p in pruned.iterdir()} == {p.name for p in layout.model(2).iterdir()} - {"finetune.json"}
+    assert (pruned / PACKED_FILE).stat().st_ino != (layout.model(2) / PACKED_FILE).stat().st_ino
+    assert not stores["dense"].pruned(2).exists()
+    weights = stored_tensors(pruned)
+    assert not torch.equal(weights["model.layers.0.mlp.up_proj.weight"],
+                           stored_tensors(layout.model(2))["model.layers.0.mlp.up_proj.weight"])
+
+
+@pytest.mark.slow
+def test_finetune_force_on_the_packed_store_redoes_the_fine_tune_bit_for_bit(stores, tmp_path):
+    layout = CampaignLayout(tmp_path / "camp")
+    shutil.copytree(stores["packed"].root, layout.root)
+    before = stored_tensors(layout.model(2))
+    req = RunRequest(iteration=2, step="finetune", force=True)
+    assert plan_run(layout, campaign_status(layout), req) == [(2, "finetune")]
+    removed = invalidate(layout, req)
+    assert f"{layout.metrics(2)}: ppl" in removed
+    # The fine-tune starts again from the kept pruned model: iter2/model holds it (hard links), eval is pending.
+    assert (layout.model(2) / PACKED_FILE).stat().st_ino == (layout.pruned(2) / PACKED_FILE).stat().st_ino
+    assert campaign_status(layout).iteration(2).steps == {"prune": "done", "finetune": "pending", "eval": "pending"}
+    run_steps(layout, 2, ("finetune",))
+    assert_same_tensors(before, stored_tensors(layout.model(2)))
+    assert read_metrics(layout.metrics(2)).finetune["final_loss"] == \
+        read_metrics(stores["packed"].metrics(2)).finetune["final_loss"]
+
+
+@pytest.mark.slow
+def test_finetune_force_on_the_dense_store_is_refused_naming_the_prune_command(stores):
+    layout = stores["dense"]
+    with pytest.raises(BadInput, match=r"the pruned model is not kept: \[run\] store is dense\); redo iteration 2 "
+                                       r"from its prune: tierctl run .* --iter 2 --force$"):
+        plan_run(layout, campaign_status(layout), RunRequest(iteration=2, step="finetune", force=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format", ["packed", "dense"])
+def test_export_from_the_packed_store_writes_the_bytes_of_an_export_from_the_dense_store(stores, tmp_path, format):
+    from tierctl.export.source import resolve_iteration
+    from tierctl.export.writer import export_iteration
+
+    for store in ("dense", "packed"):
+        export_iteration(resolve_iteration(f"{stores[store].root}@2"), tmp_path / store, format=format)
+    files = sorted(p.name for p in (tmp_path / "dense").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "packed").iterdir())
+    for name in files:
+        assert (tmp_path / "dense" / name).read_bytes() == (tmp_path / "packed" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_packed_model_directory_is_smaller_than_the_dense_one(stores):
+    for n in (1, 2):
+        assert disk_bytes(stores["packed"].model(n)) < disk_bytes(stores["dense"].model(n))
+
+
+@pytest.mark.slow
+def test_a_baseline_with_packed_store_keeps_dense_models_and_says_so_once(tmp_path):
+    from tierctl.campaign.runner import run_campaign
+
+    layout = build(tmp_path, "packed", method="wanda-nm", schedule="iteration,dense,mid_2_4,topk,epochs\n1,1,0,0,0\n")
+    assert (layout.model(1) / "model.safetensors").is_file() and not (layout.model(1) / PACKED_FILE).exists()
+    assert not layout.pruned(1).exists()
+    warnings: list[str] = []
+    outcome = run_campaign(layout, RunRequest(iteration=1), check=False, on_warning=warnings.append)
+    assert outcome.exit_code == 0
+    assert warnings == [f"{layout.config}: [run] store packed: [prune] method 'wanda-nm' has no tier map to pack by, "
+                        f"so this campaign's iteration models are kept dense"]
+
+
+def test_a_failed_packed_write_leaves_no_model_directory(tmp_path):
+    """Side files are written first, then the packed file: a failure in between (here a tier map of the
+    wrong shape) removes the temporary directory, so no half-written model looks complete."""
+    from tierctl.lm.models import load_model
+    from tierctl.lm.store import Packing, store_model
+
+    model, tokenizer = load_model("tiny-llama", device="cpu")
+    maps = {"model.layers.0.mlp.up_proj": torch.zeros(3, 3, dtype=torch.uint8)}  # it has 12 x 4 blocks
+    with pytest.raises(BadInput, match=r"camp@1: .*up_proj"):
+        store_model(model, tokenizer, tmp_path / "model", Packing(maps, 16, 10, "camp@1", "tiny-llama"))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_fork_of_a_packed_store_campaign_redoes_a_fine_tune_without_touching_its_source(stores, tmp_path):
+    from tierctl.campaign.fork import fork_campaign
+
+    source = stores["packed"]
+    inode = (source.model(2) / PACKED_FILE).stat().st_ino
+    fork = fork_campaign(source, 2, "fork", parent=tmp_path).layout
+    assert (fork.pruned(2) / PACKED_FILE).stat().st_ino == (source.pruned(2) / PACKED_FILE).stat().st_ino  # shared
+    req = RunRequest(iteration=2, step="finetune", force=True)
+    assert plan_run(fork, campaign_status(fork), req) == [(2, "finetune")]
+    invalidate(fork, req)
+    assert not (fork.model(2) / "finetune.json").exists()
+    assert (source.model(2) / "finetune.json").is_file() and (source.model(2) / PACKED_FILE).stat().st_ino == inode
+    assert campaign_status(source).iteration(2).complete
