@@ -57,7 +57,8 @@ def _result(returncode, end=None, tail=""):
 def test_the_error_of_a_step_is_its_end_event_else_how_it_died():
     failed = Event(0.0, 1, "prune", "end", {"status": "failed", "error": "RuntimeError: boom\nmore"})
     assert _result(1, failed).error == "RuntimeError: boom"
-    assert _result(-9).error == "killed by SIGKILL"
+    assert _result(-9).error == "its process was killed by SIGKILL, not by tierctl cancel: often the " \
+                                "out-of-memory killer"
     assert _result(2, tail="tierctl prune: --campaign x: no such directory").error == \
         "tierctl prune: --campaign x: no such directory"
     assert _result(1).error == "exited with code 1 without an end event"

@@ -349,8 +349,11 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
     os.killpg(step, signal.SIGKILL)
     proc.stdout.read()
     assert proc.wait() == 1
-    assert proc.stderr.read() == (f"tierctl: iteration 1 finetune failed: killed by SIGKILL (log: "
-                                  f"{layout.step_log(1, 'finetune')})\n")
+    err = proc.stderr.read()
+    assert err.startswith(f"tierctl: iteration 1 finetune interrupted: its process was killed by SIGKILL, not by "
+                          f"tierctl cancel: often the out-of-memory killer (log: {layout.step_log(1, 'finetune')}); "
+                          f"iteration 1: the fine-tune resumes from its checkpoint at step ")
+    assert err.endswith(f"; resume with: tierctl run {layout.root} --all\n") and err.count("\n") == 1
     assert json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][1]["steps"] == \
         {"prune": "done", "finetune": "interrupted", "eval": "pending"}  # resumable: it was killed
 

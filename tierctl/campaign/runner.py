@@ -74,6 +74,11 @@ class StepResult:
         return self.returncode == 0 and self.end is not None and self.end.get("status") == "ok"
 
     @property
+    def killed(self) -> bool:
+        """Ended by a signal before its end event: its outputs are incomplete, the step is interrupted."""
+        return self.returncode < 0 and self.end is None
+
+    @property
     def error(self) -> str:
         """One line: the step's own error, else how the process ended."""
         if self.end is not None and self.end.get("status") != "ok":
@@ -83,7 +88,8 @@ class StepResult:
                 name = signal.Signals(-self.returncode).name
             except ValueError:
                 name = f"signal {-self.returncode}"
-            return f"killed by {name}"
+            why = ", not by tierctl cancel: often the out-of-memory killer" if name == "SIGKILL" else ""
+            return f"its process was killed by {name}{why}"
         if self.tail:
             return self.tail
         if self.returncode == 0:
@@ -388,6 +394,10 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
             if runner.stopping:
                 where = f"{'after' if result.ok else ''} iteration {n} {step}".lstrip()
                 break
+            if not result.ok and result.killed:  # by a signal from outside: interrupted, as status says
+                return RunOutcome(1, f"iteration {n} {step} interrupted: {result.error} (log: {result.log}); "
+                                     f"{_resume_note(layout, plan)}resume with: {run_command(layout, request)}",
+                                  results, removed)
             if not result.ok:  # a step that failed is exit 1, whatever its own code (bad input is refused earlier)
                 return RunOutcome(1, f"iteration {n} {step} failed: {result.error} (log: {result.log})",
                                   results, removed)
