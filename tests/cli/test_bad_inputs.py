@@ -466,6 +466,20 @@ def test_the_check_step_refuses_what_needs_the_model_or_the_text(name, overrides
     assert tree_hash(tmp_path) == before
 
 
+def test_a_fine_tune_sent_to_slurm_by_the_command_line_needs_no_cuda_here(tmp_path, check_inputs, capsys):
+    """`run --launcher slurm --step finetune` overrides [run] launcher: the check follows the override."""
+    from tierctl.steps import check
+
+    layout = _check_campaign(tmp_path, check_inputs, {"model": {"device": "cuda"}})
+    args = ["--campaign", str(layout.root), "--steps", "finetune"]
+    import torch
+
+    if not torch.cuda.is_available():  # (on a machine with CUDA both pass)
+        assert check.main(args) == 2  # [run] launcher is local: the fine-tune would run here, on CUDA
+        assert "[model] device cuda: CUDA is not available" in capsys.readouterr().err
+    assert check.main([*args, "--launcher", "slurm"]) == 0
+
+
 def test_a_model_folder_with_its_own_code_is_a_warning_not_a_refusal(tmp_path, capsys):
     from tierctl.steps import check
 

@@ -22,12 +22,13 @@ def _lines(text: str) -> list[str]:
 
 
 def run_check(layout: CampaignLayout, model: str | None = None, steps: Iterable[str] | None = None,
-              label: str | None = None) -> list[str]:
+              label: str | None = None, launcher: str | None = None, nproc: int | None = None) -> list[str]:
     """Check a campaign as the steps will see it. Returns warning lines; raises BadInput (exit 2) or StepFailed.
 
     `model`: the model the first planned step reads (default: [model] name); `steps`: the steps that
     will run (windows are checked only for the steps that cut them); `label`: how messages name
-    campaign.toml (init checks a temporary directory but names the file the user will see).
+    campaign.toml (init checks a temporary directory but names the file the user will see); `launcher`,
+    `nproc`: this run's, when the command line overrides [run].
     """
     argv = [sys.executable, "-m", "tierctl.steps", "check", "--campaign", str(Path(layout.root).resolve())]
     if model is not None:
@@ -36,6 +37,10 @@ def run_check(layout: CampaignLayout, model: str | None = None, steps: Iterable[
         argv += ["--steps", ",".join(steps)]
     if label is not None:
         argv += ["--as", label]
+    if launcher is not None:
+        argv += ["--launcher", launcher]
+    if nproc is not None:
+        argv += ["--nproc", str(nproc)]
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)  # noqa: S603
     err = _lines(proc.stderr.decode("utf-8", errors="replace"))
     if proc.returncode == 0:

@@ -358,7 +358,8 @@ def run_campaign(layout: CampaignLayout, request: RunRequest, launcher: str | No
         check_inputs(layout, config, plan)
         check_launcher(launcher or config.run.launcher, plan, executor)
         if check:  # what needs a tokenizer or the model's config, in a subprocess (no torch here)
-            for warning in run_check(layout, first_input_model(layout, plan), sorted({s for _, s in plan})):
+            for warning in run_check(layout, first_input_model(layout, plan), sorted({s for _, s in plan}),
+                                     launcher=launcher, nproc=nproc):
                 on_warning(warning)
         try:
             lock = CampaignLock(layout.lock).acquire()

@@ -45,12 +45,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="the model the first step reads (default: [model] name)")
     p.add_argument("--steps", default=",".join(STEPS), help="the steps that will run (comma-separated)")
     p.add_argument("--as", dest="label", default=None, help="how messages name campaign.toml")
+    p.add_argument("--launcher", default=None, help="the fine-tune launcher of this run (default: [run] launcher)")
+    p.add_argument("--nproc", type=int, default=None, help="processes of a torchrun fine-tune (default: [run] nproc)")
     return p.parse_args(argv)
 
 
-def check_device(cfg: CampaignConfig, steps: set[str], where: str) -> None:
+def check_device(cfg: CampaignConfig, steps: set[str], where: str, launcher: str) -> None:
     """`device = "cuda"` needs CUDA here, unless the only step to run is a fine-tune sent to Slurm."""
-    remote_only = steps <= {"finetune"} and cfg.run.launcher == "slurm"
+    remote_only = steps <= {"finetune"} and launcher == "slurm"
     if cfg.model.device == "cuda" and not remote_only:
         import torch
 
@@ -150,16 +152,21 @@ def check_texts(cfg: CampaignConfig, tokenizer: Any, steps: set[str], world: int
                            f"evaluation split of {d.eval} (not one evaluation window)")
 
 
-def check_campaign(layout: CampaignLayout, model: str | None, steps: set[str], label: str | None) -> list[str]:
-    """Run every check; returns warnings, raises BadInput naming the file and key of the first problem."""
+def check_campaign(layout: CampaignLayout, model: str | None, steps: set[str], label: str | None,
+                   launcher: str | None = None, nproc: int | None = None) -> list[str]:
+    """Run every check; returns warnings, raises BadInput naming the file and key of the first problem.
+
+    `launcher` / `nproc`: what this run uses when the command line overrides [run] (`run --launcher`).
+    """
     from tierctl.core.schedule import load_schedule
 
     where = label or str(layout.config)
     cfg = load_config(layout.config)
     schedule = load_schedule(layout.schedule)
-    check_device(cfg, steps, where)
+    launcher = launcher or cfg.run.launcher
+    check_device(cfg, steps, where, launcher)
     tokenizer, warnings = check_model(cfg, model or cfg.model.name, where)
-    world = cfg.run.nproc if cfg.run.launcher == "torchrun" else 1
+    world = (nproc or cfg.run.nproc) if launcher == "torchrun" else 1
     check_texts(cfg, tokenizer, steps, world, [row.epochs for row in schedule], where)
     if cfg.eval.tasks and "eval" in steps:
         check_eval_tasks(cfg, where)
@@ -182,7 +189,8 @@ def main(argv: list[str]) -> int:
     try:
         if not args.campaign.is_dir():
             raise BadInput(f"--campaign {args.campaign}: no such directory")
-        warnings = check_campaign(CampaignLayout(args.campaign), args.model, steps, args.label)
+        warnings = check_campaign(CampaignLayout(args.campaign), args.model, steps, args.label, args.launcher,
+                                  args.nproc)
     except BadInput as e:
         print(str(e).splitlines()[0], file=sys.stderr)
         return 2
