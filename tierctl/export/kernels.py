@@ -4,7 +4,7 @@
 one block row of the output per task. Per block row the blocks are visited tier by tier (DENSE, then 2:4,
 then TOPK; `cols` lists their block columns in that order), so the inner loops have no tier branch and
 fixed trip counts the compiler unrolls:
-- DENSE: 16 dot products of 16;
+- DENSE: 16 dot products of 16, 8 rows at a time;
 - 2:4: per row of the block, its 8 two-bit column codes are read as one uint16 (4 groups x 2 codes),
   and each kept value multiplies x at group start + code;
 - TOPK: k values at 8-bit positions p (row p // 16, column p % 16).
@@ -31,7 +31,9 @@ def _matvec16(x, offsets, cols, dense, semi_values, semi_codes, topk_values, top
 
     x [M, in] f32, offsets int64 [3, R+1], cols int16|int32 [R*C], dense [nD, 16, 16], semi_values
     [nS, 16, 8], semi_codes uint16 [nS*16] (row i of 2:4 block s: codes of its 8 kept values, 2 bits each,
-    first in the low bits), topk_values [nT, k], topk_index uint8 [nT, k], y [M, R*16].
+    first in the low bits), topk_values [nT, k], topk_index uint8 [nT, k] (ascending), y [M, R*16].
+    Written for the compiler: block-local views, and 8 (DENSE) or 4 (2:4) independent sums in flight,
+    which it keeps in registers; one running sum per block row and row (acc) would serialise every add.
     """
     M = x.shape[0]
     R = offsets.shape[1] - 1
@@ -44,31 +46,62 @@ def _matvec16(x, offsets, cols, dense, semi_values, semi_codes, topk_values, top
         acc = np.zeros(16, dtype=np.float32)
         for m in range(M):
             acc[:] = 0
+            xm = x[m]
             q = first
-            for d in range(d0, d1):
+            for d in range(d0, d1):  # DENSE: 16 dot products of 16, 8 rows at a time
                 x0 = np.int64(cols[q]) * 16
                 q += 1
-                for i in range(16):
-                    a = np.float32(0.0)
+                xs = xm[x0:x0 + 16]
+                blk = dense[d]
+                for i in range(0, 16, 8):
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
                     for j in range(16):
-                        a += dense[d, i, j] * x[m, x0 + j]
-                    acc[i] += a
-            for s in range(s0, s1):
+                        xj = xs[j]
+                        a0 += blk[i, j] * xj
+                        a1 += blk[i + 1, j] * xj
+                        a2 += blk[i + 2, j] * xj
+                        a3 += blk[i + 3, j] * xj
+                        a4 += blk[i + 4, j] * xj
+                        a5 += blk[i + 5, j] * xj
+                        a6 += blk[i + 6, j] * xj
+                        a7 += blk[i + 7, j] * xj
+                    acc[i] += a0
+                    acc[i + 1] += a1
+                    acc[i + 2] += a2
+                    acc[i + 3] += a3
+                    acc[i + 4] += a4
+                    acc[i + 5] += a5
+                    acc[i + 6] += a6
+                    acc[i + 7] += a7
+            for s in range(s0, s1):  # 2:4: group g of row i keeps columns 4g + code
                 x0 = np.int64(cols[q]) * 16
                 q += 1
+                xs = xm[x0:x0 + 16]
+                blk = semi_values[s]
+                codes = semi_codes[s * 16:(s + 1) * 16]
                 for i in range(16):
-                    w = np.int64(semi_codes[s * 16 + i])
-                    a = np.float32(0.0)
-                    for g in range(4):
-                        a += semi_values[s, i, 2 * g] * x[m, x0 + 4 * g + ((w >> (4 * g)) & 3)]
-                        a += semi_values[s, i, 2 * g + 1] * x[m, x0 + 4 * g + ((w >> (4 * g + 2)) & 3)]
-                    acc[i] += a
-            for t in range(t0, t1):
+                    w = np.int64(codes[i])
+                    v = blk[i]
+                    g0 = v[0] * xs[w & 3] + v[1] * xs[(w >> 2) & 3]
+                    g1 = v[2] * xs[4 + ((w >> 4) & 3)] + v[3] * xs[4 + ((w >> 6) & 3)]
+                    g2 = v[4] * xs[8 + ((w >> 8) & 3)] + v[5] * xs[8 + ((w >> 10) & 3)]
+                    g3 = v[6] * xs[12 + ((w >> 12) & 3)] + v[7] * xs[12 + ((w >> 14) & 3)]
+                    acc[i] += (g0 + g1) + (g2 + g3)
+            for t in range(t0, t1):  # TOPK: positions ascend, so a row's values are consecutive
                 x0 = np.int64(cols[q]) * 16
                 q += 1
+                if k == 0:
+                    continue
+                row = np.int64(topk_index[t, 0]) >> 4
+                a = np.float32(0.0)
                 for j in range(k):
                     p = np.int64(topk_index[t, j])
-                    acc[p >> 4] += topk_values[t, j] * x[m, x0 + (p & 15)]
+                    if p >> 4 != row:
+                        acc[row] += a
+                        row = p >> 4
+                        a = np.float32(0.0)
+                    a += topk_values[t, j] * xm[x0 + (p & 15)]
+                acc[row] += a
             for i in range(16):
                 y[m, r * 16 + i] = acc[i]
 
