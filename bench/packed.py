@@ -12,6 +12,7 @@ dense / packed and which goes first, so a shared machine's load hits both alike.
 - decode tokens/s: batch 1, one new token at a time with the KV cache, after a chat-template prompt;
 - prefill tokens/s: one forward of 1 x 512 tokens;
 - greedy generation of 32 tokens must be identical token for token (checked, printed);
+- the 210 prunable matrices alone, one thread, CPU time (robust to a shared machine's load);
 - the alternatives for one matrix (mlp.up_proj of layer 0, 1536 x 576): torch dense, CSR, BSR (b=16),
   TieredLinear's torch strips and its numba kernel, microseconds per batch-1 call and bytes held.
 Run: .venv/bin/python bench/packed.py [--rounds 2] [--decode 32] [--work DIR]
@@ -92,16 +93,24 @@ def worker(kind: str, export: Path, decode: int) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(export)
     prompt = prompt_ids(tokenizer, "What does a Python decorator do?")
+    import inspect
+
+    new_api = "cache" in inspect.signature(model.forward).parameters  # transformers 5 renamed past_key_values
+
+    def step(ids: torch.Tensor, cache: object) -> tuple[object, torch.Tensor]:
+        kw = {} if cache is None else {"cache" if new_api else "past_key_values": cache}
+        out = model(ids, use_cache=True, **kw)
+        return (out.cache if new_api else out.past_key_values), out.logits[:, -1:].argmax(-1)
+
     with torch.no_grad():
-        model(prompt[:, :4])  # warm-up (numba loads its compiled kernel)
+        model(prompt[:, :1])  # warm-up (numba loads its compiled kernels)
+        model(prompt[:, :8])
         t0 = time.perf_counter()
-        out = model(prompt, use_cache=True)
-        cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        cache, nxt = step(prompt, None)
         tokens = [int(nxt)]
         t1 = time.perf_counter()
         for _ in range(decode - 1):
-            out = model(nxt, past_key_values=cache, use_cache=True)
-            cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            cache, nxt = step(nxt, cache)
             tokens.append(int(nxt))
         t2 = time.perf_counter()
         long = torch.randint(100, 40000, (1, 512))
@@ -162,15 +171,48 @@ def alternatives(export: Path, calls: int = 50) -> list[tuple[str, float, int]]:
     return out
 
 
+def matrices_cpu(export: Path, rounds: int = 5) -> tuple[float, float]:
+    """(dense, packed) seconds of CPU, one thread, for one batch-1 product with each of the 210 prunable
+    matrices: the kernel against F.linear without the rest of the model, and robust to a shared machine's
+    load (CPU time, not wall time; the best of `rounds`, alternating)."""
+    import torch
+
+    from tierctl.export import kernels
+    from tierctl.export.packed_file import read_checkpoint
+    from tierctl.export.tiered_linear import TieredLinear
+
+    torch.set_num_threads(1)
+    kernels.PARALLEL_MIN_BLOCKS = 1 << 62  # the serial kernel
+    ckpt = read_checkpoint(export / "tierctl-packed.safetensors")
+    mats = [(TieredLinear(m), m.unpack(), torch.randn(1, m.shape[1])) for m in ckpt.matrices.values()]
+
+    def cpu(fn) -> float:
+        t0 = time.process_time()
+        fn()
+        return time.process_time() - t0
+
+    best = [float("inf"), float("inf")]
+    with torch.no_grad():
+        for layer, w, x in mats:
+            torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, w), rtol=1e-4, atol=1e-4)
+        for _ in range(rounds):
+            best[0] = min(best[0], cpu(lambda: [torch.nn.functional.linear(x, w) for _, w, x in mats]))
+            best[1] = min(best[1], cpu(lambda: [layer(x) for layer, _, x in mats]))
+    return best[0], best[1]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--decode", type=int, default=32)
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TIERCTL_CACHE", Path.home() / ".cache/tierctl"))
                    / "bench-packed")
-    p.add_argument("--worker", choices=("dense", "packed"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("dense", "packed", "matrices"), help=argparse.SUPPRESS)
     p.add_argument("--export", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker == "matrices":
+        print(json.dumps(matrices_cpu(args.export)))
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.export, args.decode)))
         return
@@ -188,8 +230,11 @@ def main() -> None:
     def mean(kind: str, key: str) -> float:
         return statistics.mean(run[key] for run in runs[kind])
 
+    import numba
+
     print(f"smollm2-135m at 35/45/20, float32, {args.rounds} rounds alternating (load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; numba {numba.__version__}, threading layer "
+          f"{numba.config.THREADING_LAYER})")
     print(f"greedy {args.decode} tokens identical, dense vs packed: {same}: {d['text']!r}")
     rows = [
         ("prunable weight bytes", d["prunable_bytes"], k["prunable_bytes"]),
@@ -201,6 +246,11 @@ def main() -> None:
     print(f"{'':28}{'dense':>16}{'packed':>16}{'packed/dense':>14}")
     for name, a, b in rows:
         print(f"{name:28}{a:16,.1f}{b:16,.1f}{b / a:13.3f}x")
+    proc = subprocess.run([sys.executable, __file__, "--worker", "matrices", "--export", str(export)], check=True,
+                          capture_output=True, text=True)
+    dense_cpu, packed_cpu = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\n210 prunable matrices, one batch-1 product each, 1 thread, CPU time: dense F.linear "
+          f"{dense_cpu * 1e3:.1f} ms, packed kernel {packed_cpu * 1e3:.1f} ms ({packed_cpu / dense_cpu:.3f}x)")
     print("\none matrix (layer 0 mlp.up_proj, 1536 x 576), batch-1 call:")
     for name, us, held in alternatives(export):
         print(f"  {name:30}{us:10.1f} us   {held / 1e6:8.3f} MB held")
