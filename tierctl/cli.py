@@ -196,6 +196,8 @@ def run(
                                 help="Seconds a stopped step gets before SIGKILL."),
     wait: bool = typer.Option(False, "--wait", help="When another run (or its orphaned step) holds the campaign, "
                               "wait for it, then run what is left."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the start-up check (model, device, text "
+                                  "windows): saves a few seconds when the campaign is known to be sound."),
 ) -> None:
     """Run prune, fine-tune and eval steps of a campaign (resumes: completed steps are skipped)."""
     from rich.console import Console
@@ -214,13 +216,14 @@ def run(
         request = RunRequest(iteration=iteration, all=all_, step=step, force=force)
         if json_ or not console.is_terminal:
             outcome = run_campaign(layout, request, launcher, nproc, on_event=_print_event, grace=grace, wait=wait,
-                                   on_wait=_WaitLines())
+                                   on_wait=_WaitLines(), check=not no_check)
         else:
             from tierctl.live import LiveView
 
             with LiveView(layout, console) as view:
                 outcome = run_campaign(layout, request, launcher, nproc, on_event=view.on_event,
-                                       on_step=view.on_step, grace=grace, wait=wait, on_wait=view.on_wait)
+                                       on_step=view.on_step, grace=grace, wait=wait, on_wait=view.on_wait,
+                                       check=not no_check)
     except TierctlError as e:
         raise fail(e) from None
     except KeyboardInterrupt:  # Ctrl-C while waiting for the holder: nothing of ours ran

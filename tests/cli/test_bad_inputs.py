@@ -511,6 +511,15 @@ def test_run_refuses_before_the_lock_what_the_check_step_finds(tmp_path, check_i
 
 
 @pytest.mark.slow
+def test_run_no_check_skips_the_check_step_and_the_step_meets_what_it_would_have_refused(tmp_path, check_inputs):
+    layout = _check_campaign(tmp_path, check_inputs, {"data": {"eval": "text:{tmp}/short.txt"}})
+    r = _cli("run", str(layout.root), "--iter", "0", "--no-check", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (f"tierctl: iteration 0 eval failed: eval split of text:{check_inputs}/short.txt: seqlen 64 "
+                        f"is longer than its 3 tokens; lower data.seqlen (log: {layout.step_log(0, 'eval')})\n")
+
+
+@pytest.mark.slow
 def test_init_refuses_a_model_that_does_not_resolve_and_creates_nothing(tmp_path):
     r = _cli("init", "x", "--model", "nosuchmodel", cwd=tmp_path)
     assert r.returncode == 2

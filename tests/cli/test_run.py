@@ -230,13 +230,18 @@ SMOKE = REPO / "campaigns" / "tiny-smoke"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def smoke_copy(dest: Path, rows: int | None = None) -> CampaignLayout:
-    """campaign.toml and schedule.csv of tiny-smoke (its first `rows` iterations) in a fresh directory."""
+def smoke_copy(dest: Path, rows: int | None = None, reference: CampaignLayout | None = None) -> CampaignLayout:
+    """campaign.toml and schedule.csv of tiny-smoke (its first `rows` iterations) in a fresh directory; with
+    `reference`, also its measured iteration 0 (the unpruned reference: the same model, texts and windows), so
+    a test about iterations 1.. does not measure it again."""
     dest.mkdir(parents=True)
     shutil.copy(SMOKE / "campaign.toml", dest / "campaign.toml")
     lines = (SMOKE / "schedule.csv").read_text().splitlines()
     (dest / "schedule.csv").write_text("\n".join(lines[: rows + 1] if rows else lines) + "\n")
-    return CampaignLayout(dest)
+    layout = CampaignLayout(dest)
+    if reference is not None:
+        shutil.copytree(reference.iter_dir(0), layout.iter_dir(0))
+    return layout
 
 
 def tierctl(*args: str) -> subprocess.CompletedProcess:
@@ -245,8 +250,9 @@ def tierctl(*args: str) -> subprocess.CompletedProcess:
 
 
 def start_run(layout: CampaignLayout) -> subprocess.Popen:
-    """`tierctl run --all` with stdout piped (so: events as JSON lines)."""
-    return subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all"],
+    """`tierctl run --all --no-check` with stdout piped (so: events as JSON lines). The start-up check of
+    tiny-smoke is the subject of tests/cli/test_bad_inputs.py and of the uninterrupted run, not of these."""
+    return subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--no-check"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -335,7 +341,7 @@ def test_after_the_run_status_json_says_every_step_is_done(smoke_run):
 @pytest.mark.slow
 def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninterrupted_run(smoke_run, tmp_path):
     reference, _ = smoke_run
-    layout = smoke_copy(tmp_path / "tiny-smoke", rows=2)
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=2, reference=reference)
     proc = start_run(layout)
     read_until(proc, lambda e: e["iter"] == 1 and e["step"] == "finetune" and e["event"] == "progress"
                and e["done"] >= 3)
@@ -371,7 +377,7 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
     # ... and finished its work: losing its reader (the runner's pipe) did not stop it.
     assert [e.get("status") for e in read_events(layout.events(2)) if e.step == "prune" and e.event == "end"] == ["ok"]
 
-    out = tierctl("run", str(layout.root), "--all")
+    out = tierctl("run", str(layout.root), "--all", "--no-check")
     assert out.returncode == 0, out.stderr
     for n in (1, 2):
         assert_same_outputs(reference, layout, n)
@@ -380,7 +386,7 @@ def test_kill_9_of_the_fine_tune_or_of_the_runner_then_resume_ends_as_an_uninter
 @pytest.mark.slow
 def test_ctrl_c_stops_the_step_group_and_leaves_the_campaign_resumable(smoke_run, tmp_path):
     reference, _ = smoke_run
-    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1, reference=reference)
     proc = start_run(layout)
     read_until(proc, lambda e: e["step"] == "finetune" and e["event"] == "progress")
     step = step_group(proc.pid)
@@ -397,7 +403,7 @@ def test_ctrl_c_stops_the_step_group_and_leaves_the_campaign_resumable(smoke_run
     ends = [e for e in read_events(layout.events(1)) if e.step == "finetune" and e.event == "end"]
     assert [(e.get("status"), e.get("error")) for e in ends] == [("failed", "interrupted")]
 
-    out = tierctl("run", str(layout.root), "--all")
+    out = tierctl("run", str(layout.root), "--all", "--no-check")
     assert out.returncode == 0, out.stderr
     assert_same_outputs(reference, layout, 1)
 
@@ -409,7 +415,7 @@ def orphan_during_finetune(layout: CampaignLayout) -> tuple[int, int]:
     """(runner pid, step pid): `tierctl run --all` in a session of its own, its process group killed with
     SIGKILL during iteration 1's fine-tune. The step goes on, orphaned; it is stopped (SIGSTOP) first so
     that what it has done stays still while the test looks; SIGCONT lets it go on."""
-    proc = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all"],
+    proc = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--no-check"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                             start_new_session=True)
     read_until(proc, lambda e: e["iter"] == 1 and e["step"] == "finetune" and e["event"] == "progress")
@@ -440,7 +446,7 @@ def test_orphaned_fine_tunes_cancelled_or_waited_for_end_as_an_uninterrupted_run
     """Two kill -9s of the runner during the fine-tune: the first orphan is cancelled (and the run resumed),
     the second waited for by `run --all --wait`; the campaign ends as an uninterrupted one."""
     reference, _ = smoke_run
-    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1)
+    layout = smoke_copy(tmp_path / "tiny-smoke", rows=1, reference=reference)
     runner, step = orphan_during_finetune(layout)
     orphan = orphan_phrase(layout, runner, step)
     refused = tierctl("run", str(layout.root), "--all")
@@ -469,7 +475,8 @@ def test_orphaned_fine_tunes_cancelled_or_waited_for_end_as_an_uninterrupted_run
     orphan = orphan_phrase(layout, runner, step)
     it = json.loads(tierctl("status", str(layout.root), "--json").stdout)["iterations"][1]  # [0]: the reference
     assert (it["steps"]["finetune"], it["pid"], it["orphaned"]) == ("running", step, True)
-    waiting = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--wait"],
+    waiting = subprocess.Popen([sys.executable, "-m", "tierctl", "run", str(layout.root), "--all", "--wait",
+                                "--no-check"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     assert waiting.stderr.readline() == f"waiting for {orphan}\n"
     os.killpg(step, signal.SIGCONT)
