@@ -171,12 +171,15 @@ def invalidate(layout: CampaignLayout, req: RunRequest) -> list[str]:
 
 def restore_pruned(layout: CampaignLayout, n: int) -> list[str]:
     """Put iteration n's kept pruned model back as iter<n>/model (hard links, one atomic swap) and clear
-    its ppl, which measured the fine-tune being redone. Returns what was removed."""
-    with atomic_dir(layout.model(n)) as tmp:
-        share_tree(layout.pruned(n), tmp)
-    removed = [f"{layout.model(n)}: the fine-tuned model (restored from {layout.pruned(n)})"]
+    its ppl, which measured the fine-tune being redone. Returns what was removed.
+
+    The ppl goes first: a crash between the two writes leaves a done fine-tune with its eval pending,
+    which the same command redoes, never an eval that looks done for a model that is not there."""
+    removed = []
     metrics = read_metrics(layout.metrics(n))
     if metrics is not None and metrics.ppl is not None:
         write_metrics(layout.metrics(n), metrics.merged(ppl=None, ppl_interval=None))
         removed.append(f"{layout.metrics(n)}: ppl")
-    return removed
+    with atomic_dir(layout.model(n)) as tmp:
+        share_tree(layout.pruned(n), tmp)
+    return [f"{layout.model(n)}: the fine-tuned model (restored from {layout.pruned(n)})", *removed]
