@@ -42,6 +42,7 @@ class TieredLinear(nn.Module):
         self.register_buffer("cols", _tier_ordered_columns(packed.tiers) if kernel_ok else None, persistent=False)
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias)
         self._arrays: tuple | None = None  # numpy views of the buffers for the kernels, made once
+        self._plan: tuple | None = None  # the decoding kernel's arguments (_make_plan)
 
     @property
     def packed(self) -> PackedMatrix:
@@ -60,8 +61,10 @@ class TieredLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        if self.cols is not None and self._fast_cpu(x2) and x2.shape[0] <= KERNEL_MAX_TOKENS:
-            y = self._kernel(x2)
+        plan = self._plan if self._plan is not None else self._make_plan()
+        if (plan and x2.shape[0] <= KERNEL_MAX_TOKENS and x2.dtype == torch.float32 and x2.device.type == "cpu"
+                and not torch.is_grad_enabled()):
+            y = self._kernel(x2, plan)
         else:
             y = self._strips(x2)
         if self.bias is not None:
@@ -96,8 +99,25 @@ class TieredLinear(nn.Module):
                 and x.device.type == "cpu" and not torch.is_grad_enabled())
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
-        self._arrays = None  # .to() / .float() may replace the buffers: the numpy views go stale
+        self._arrays = self._plan = None  # .to() / .float() may replace the buffers: the numpy views go stale
         return super()._apply(fn, recurse)
+
+    def _make_plan(self) -> tuple:
+        """The decoding kernel's arguments, made once: () when the kernel cannot run on these buffers.
+
+        A decoding step calls every layer once per token, so the per-call Python work matters: reading
+        the buffers through nn.Module attributes and converting them to numpy cost ~10x the kernel
+        itself on a small matrix.
+        """
+        ok = (self.cols is not None and self.dense.dtype == torch.float32 and self.dense.device.type == "cpu")
+        if not ok:
+            self._plan = ()
+            return self._plan
+        _, offsets, dense, semi_values, _, topk_values, topk_index, cols, codes16 = self._numpy()
+        R, C = self.tiers.shape
+        self._plan = ((offsets, cols, dense, semi_values, codes16, topk_values, topk_index), R * 16, C * 16,
+                      self.edge_right, None if self.edge_bottom is None else self.edge_bottom.T)
+        return self._plan
 
     def _numpy(self) -> tuple:
         """(tiers, offsets, dense, semi_values, semi_codes, topk_values, topk_index, cols, semi codes as uint16):
@@ -110,18 +130,16 @@ class TieredLinear(nn.Module):
                             kernels.semi_codes16(codes) if self.cols is not None else None)
         return self._arrays
 
-    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
-        b, (R, C) = self.block_size, self.tiers.shape
+    def _kernel(self, x: torch.Tensor, plan: tuple) -> torch.Tensor:
+        arrays, n_rows, n_cols, right, bottom_t = plan
         x = x.contiguous()
-        rows = x.new_empty(x.shape[0], R * b)  # contiguous, so the kernel is compiled for one layout only
-        _, offsets, dense, semi_values, _, topk_values, topk_index, cols, codes16 = self._numpy()
-        kernels.matvec16(x.numpy(), offsets, cols, dense, semi_values, codes16, topk_values, topk_index,
-                         rows.numpy())
-        if self.edge_right is not None:
-            rows += x[:, C * b:] @ self.edge_right.T
-        if self.edge_bottom is None:
+        rows = torch.empty(x.shape[0], n_rows)  # contiguous, so the kernel is compiled for one layout only
+        kernels.matvec16(x.numpy(), *arrays, rows.numpy())
+        if right is not None:
+            rows += x[:, n_cols:] @ right.T
+        if bottom_t is None:
             return rows
-        return torch.cat([rows, x @ self.edge_bottom.T], dim=1)
+        return torch.cat([rows, x @ bottom_t], dim=1)
 
 
 def _tier_ordered_columns(tiers: torch.Tensor) -> torch.Tensor:
