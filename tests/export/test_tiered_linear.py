@@ -86,3 +86,13 @@ def test_greedy_generation_is_the_same_token_for_token(exported):
     ids = torch.tensor([[5, 17, 99, 3]])
     kw = dict(max_new_tokens=32, do_sample=False, pad_token_id=0)
     assert torch.equal(tiered.generate(ids, **kw), dense.generate(ids, **kw))
+
+
+def test_a_layer_cast_after_a_call_computes_from_its_new_weights():
+    w, tiers = pruned((64, 192))
+    layer = TieredLinear(pack_matrix(w, tiers, 16, 10))
+    x = torch.randn(1, 192)
+    with torch.no_grad():
+        layer(x)  # builds the kernel's arguments (numpy views of the float32 buffers)
+        layer.half()  # new buffers: the old views must not be used
+        assert torch.equal(layer(x), x @ w.half().float().T)
