@@ -65,12 +65,12 @@ def test_an_absurd_ratio_halts_at_the_right_iteration_with_exit_3_and_resumes_no
         source: CampaignLayout, tmp_path: Path) -> None:
     # Iteration 1 ran for real (the shared fixture); a fork of it goes on with max_ppl_ratio 0.5: iteration 2's
     # ppl must halve, which never happens. `--iter 2` measures no reference, so iteration 1 has none to be
-    # compared with.
+    # compared with. The start-up check is not the subject here (--no-check: a few seconds less).
     layout = fork_campaign(source, 1, "guarded", tmp_path).layout
     layout.schedule.write_text(THREE_ROWS)
     set_ratio(layout, 0.5)
 
-    first = CliRunner().invoke(app, ["run", str(layout.root), "--iter", "2", "--json"])
+    first = CliRunner().invoke(app, ["run", str(layout.root), "--iter", "2", "--json", "--no-check"])
 
     assert first.exit_code == EXIT_HALTED
     assert "tierctl: halted: iteration 2 ppl" in first.stderr and "x iteration 1's" in first.stderr
@@ -98,7 +98,7 @@ def test_a_reference_measured_by_run_all_halts_an_iteration_that_already_ran(sou
     layout.schedule.write_text(THREE_ROWS)
     set_ratio(layout, 0.5)
 
-    result = CliRunner().invoke(app, ["run", str(layout.root), "--all", "--json"])
+    result = CliRunner().invoke(app, ["run", str(layout.root), "--all", "--json", "--no-check"])
 
     assert result.exit_code == EXIT_HALTED
     assert "tierctl: halted: iteration 1 ppl" in result.stderr and "the unpruned reference's" in result.stderr
