@@ -95,7 +95,7 @@ def test_outputs_of_a_later_iteration_over_an_incomplete_one_are_refused(tmp_pat
         plan(layout, all=True)
 
 
-def test_force_of_a_done_fine_tune_is_refused_because_the_pruned_model_is_gone(tmp_path):
+def test_force_of_a_done_fine_tune_without_its_keep_file_is_refused(tmp_path):
     layout = make_campaign(tmp_path)
     iteration_done(layout, 1)
     with pytest.raises(BadInput, match=r"--force --step finetune: .* redo iteration 1 from its prune"):

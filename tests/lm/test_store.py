@@ -1,4 +1,6 @@
-"""`[run] store = "packed"`: iteration models kept in the packed form, read back as the dense store's.
+"""`[run] store = "packed"`: iteration models kept in the packed form, read back as the dense store's;
+with either store the prune keeps only its masks (iter<N>/keep.safetensors), which rebuild the pruned
+model for `--step finetune --force`.
 
 Two tiny-llama campaigns of the same name, settings and seed, one per store, run through the real steps
 in this process (iterations 1 and 2, each pruned, fine-tuned one short epoch and evaluated).
@@ -16,10 +18,11 @@ import torch
 from tests.export.conftest import run_steps
 from tests.helpers import make_campaign
 from tierctl.campaign.layout import CampaignLayout
-from tierctl.campaign.plan import RunRequest, invalidate, plan_run
+from tierctl.campaign.plan import RunRequest, plan_run
 from tierctl.campaign.state import campaign_status
 from tierctl.core.metrics import read_metrics
 from tierctl.errors import BadInput
+from tierctl.lm.models import load_model, prunable_linears
 from tierctl.lm.store import stored_tensors
 
 SCHEDULE = """iteration,dense,mid_2_4,topk,epochs
@@ -93,16 +96,44 @@ def test_steps_load_a_packed_iteration_as_the_dense_one(stores):
     assert packed_metrics.ppl == dense_metrics.ppl and packed_metrics.ppl_pruned == dense_metrics.ppl_pruned
 
 
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
-def test_the_pruned_model_is_kept_packed_and_differs_from_the_fine_tuned_one(stores):
-    layout = stores["packed"]
-    pruned = layout.pruned(2)
-    assert {p.name for p in pruned.iterdir()} == {p.name for p in layout.model(2).iterdir()} - {"finetune.json"}
-    assert (pruned / PACKED_FILE).stat().st_ino != (layout.model(2) / PACKED_FILE).stat().st_ino
-    assert not stores["dense"].pruned(2).exists()
-    weights = stored_tensors(pruned)
-    assert not torch.equal(weights["model.layers.0.mlp.up_proj.weight"],
-                           stored_tensors(layout.model(2))["model.layers.0.mlp.up_proj.weight"])
+@pytest.mark.parametrize("store", ["dense", "packed"])
+def test_the_prune_keeps_one_bit_per_prunable_weight_and_no_second_model(stores, store):
+    layout = stores[store]
+    assert {p.name for p in layout.iter_dir(2).iterdir()} == {"act_norms.safetensors", "events.jsonl",
+                                                              "keep.safetensors", "metrics.json", "model",
+                                                              "tiers.safetensors"}
+    model, _ = load_model("tiny-llama", device="cpu")
+    bits = sum((lin.weight.numel() + 7) // 8 for lin in prunable_linears(model).values())
+    raw = layout.keep(2).read_bytes()
+    header = int.from_bytes(raw[:8], "little")  # safetensors: u64 header length, JSON header, the tensors
+    assert len(raw) == 8 + header + bits
+
+
+@pytest.mark.slow
+def test_the_keep_file_rebuilds_the_pruned_model_from_its_input(stores):
+    """Iteration 1's masks on the base model give the pruned model the prune measured."""
+    from tierctl.lm.keep_file import apply_keep_file, model_sha256, read_keep
+
+    keep = read_keep(stores["dense"].keep(1))
+    assert keep.meta["input"] == "tiny-llama" and read_keep(stores["dense"].keep(2)).meta["input"] == "iter1/model"
+    model, _ = load_model("tiny-llama", device="cpu")
+    apply_keep_file(model, keep, stores["dense"].keep(1))
+    assert model_sha256(model) == keep.sha256
+    weights = [lin.weight for lin in prunable_linears(model).values()]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeros / sum(w.numel() for w in weights) == read_metrics(stores["dense"].metrics(1)).sparsity
+
+
+def restore(layout: CampaignLayout, n: int) -> int:
+    """The restore `--step finetune --force` launches (tierctl/campaign/restore.py), in this process."""
+    from tierctl.steps.__main__ import main
+
+    return main(["restore", "--campaign", str(layout.root), "--iter", str(n)])
 
 
 @pytest.mark.slow
@@ -110,12 +141,11 @@ def test_finetune_force_on_the_packed_store_redoes_the_fine_tune_bit_for_bit(sto
     layout = CampaignLayout(tmp_path / "camp")
     shutil.copytree(stores["packed"].root, layout.root)
     before = stored_tensors(layout.model(2))
-    req = RunRequest(iteration=2, step="finetune", force=True)
-    assert plan_run(layout, campaign_status(layout), req) == [(2, "finetune")]
-    removed = invalidate(layout, req)
-    assert f"{layout.metrics(2)}: ppl" in removed
-    # The fine-tune starts again from the kept pruned model: iter2/model holds it (hard links), eval is pending.
-    assert (layout.model(2) / PACKED_FILE).stat().st_ino == (layout.pruned(2) / PACKED_FILE).stat().st_ino
+    assert plan_run(layout, campaign_status(layout), RunRequest(iteration=2, step="finetune", force=True)) == \
+        [(2, "finetune")]
+    assert restore(layout, 2) == 0
+    # iter2/model is the pruned model again (rebuilt from iter1/model and the masks), the fine-tune pending.
+    assert read_metrics(layout.metrics(2)).ppl is None
     assert campaign_status(layout).iteration(2).steps == {"prune": "done", "finetune": "pending", "eval": "pending"}
     run_steps(layout, 2, ("finetune",))
     assert_same_tensors(before, stored_tensors(layout.model(2)))
@@ -124,10 +154,59 @@ def test_finetune_force_on_the_packed_store_redoes_the_fine_tune_bit_for_bit(sto
 
 
 @pytest.mark.slow
-def test_finetune_force_on_the_dense_store_is_refused_naming_the_prune_command(stores):
-    layout = stores["dense"]
-    with pytest.raises(BadInput, match=r"the pruned model is not kept: \[run\] store is dense\); redo iteration 2 "
-                                       r"from its prune: tierctl run .* --iter 2 --force$"):
+def test_cli_finetune_force_on_the_dense_store_redoes_the_fine_tune_bit_for_bit(stores, tmp_path):
+    from typer.testing import CliRunner
+
+    from tierctl.cli import app
+
+    layout = CampaignLayout(tmp_path / "camp")
+    shutil.copytree(stores["dense"].root, layout.root)
+    before = stored_tensors(layout.model(1))
+    r = CliRunner().invoke(app, ["run", str(layout.root), "--iter", "1", "--step", "finetune", "--force",
+                                 "--no-check"], env={"NO_COLOR": "1"})
+    assert r.exit_code == 0, r.stderr
+    assert layout.iterations_on_disk() == [1]  # iteration 2 descended from the fine-tune redone
+    assert campaign_status(layout).iteration(1).steps == {"prune": "done", "finetune": "done", "eval": "pending"}
+    assert_same_tensors(before, stored_tensors(layout.model(1)))  # the pruned weights' -0.0 included
+
+
+@pytest.mark.slow
+def test_a_changed_input_model_is_refused_in_one_line_writing_nothing(stores, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    layout = CampaignLayout(tmp_path / "camp")
+    shutil.copytree(stores["dense"].root, layout.root)
+    weights_file = layout.model(1) / "model.safetensors"
+    tensors = load_file(str(weights_file))
+    tensors["model.norm.weight"][0] += 1  # iter1/model edited after iteration 2 was pruned from it
+    save_file(tensors, str(weights_file), metadata={"format": "pt"})
+    before = files(layout.root)
+    capsys.readouterr()
+    assert restore(layout, 2) == 2
+    assert capsys.readouterr().err == (
+        f"{layout.keep(2)}: iter1/model with these masks is not iteration 2's pruned model (sha256 differs: the "
+        f"input model changed since the prune); redo the prune: tierctl run {layout.root} --iter 2 --force\n")
+    assert files(layout.root) == before
+
+
+def test_the_restores_refusal_reaches_the_run_as_bad_input(tmp_path):
+    from tierctl.campaign.restore import run_restore
+
+    layout = CampaignLayout(tmp_path / "nothing")
+    layout.root.mkdir()
+    with pytest.raises(BadInput, match=rf"^--campaign {layout.root}: no campaign.toml there$"):
+        run_restore(layout, 1)
+    assert os.listdir(layout.root) == []
+
+
+@pytest.mark.slow
+def test_finetune_force_without_a_keep_file_is_refused_naming_it_and_the_prune_command(stores, tmp_path):
+    layout = CampaignLayout(tmp_path / "camp")
+    shutil.copytree(stores["dense"].root, layout.root)
+    layout.keep(2).unlink()
+    with pytest.raises(BadInput, match=rf"^--force --step finetune: {layout.keep(2)} is missing, so the pruned "
+                                       rf"model under the fine-tuned weights of {layout.model(2)} cannot be rebuilt; "
+                                       rf"redo iteration 2 from its prune: tierctl run .* --iter 2 --force$"):
         plan_run(layout, campaign_status(layout), RunRequest(iteration=2, step="finetune", force=True))
 
 
@@ -157,7 +236,7 @@ def test_a_baseline_with_packed_store_keeps_dense_models_and_says_so_once(tmp_pa
 
     layout = build(tmp_path, "packed", method="wanda-nm", schedule="iteration,dense,mid_2_4,topk,epochs\n1,1,0,0,0\n")
     assert (layout.model(1) / "model.safetensors").is_file() and not (layout.model(1) / PACKED_FILE).exists()
-    assert not layout.pruned(1).exists()
+    assert layout.keep(1).is_file()  # its masks are element-wise bits too
     warnings: list[str] = []
     outcome = run_campaign(layout, RunRequest(iteration=1), check=False, on_warning=warnings.append)
     assert outcome.exit_code == 0
@@ -185,10 +264,10 @@ def test_a_fork_of_a_packed_store_campaign_redoes_a_fine_tune_without_touching_i
     source = stores["packed"]
     inode = (source.model(2) / PACKED_FILE).stat().st_ino
     fork = fork_campaign(source, 2, "fork", parent=tmp_path).layout
-    assert (fork.pruned(2) / PACKED_FILE).stat().st_ino == (source.pruned(2) / PACKED_FILE).stat().st_ino  # shared
+    assert fork.keep(2).stat().st_ino == source.keep(2).stat().st_ino  # shared
     req = RunRequest(iteration=2, step="finetune", force=True)
     assert plan_run(fork, campaign_status(fork), req) == [(2, "finetune")]
-    invalidate(fork, req)
+    assert restore(fork, 2) == 0  # what invalidate(fork, req) launches, in this process
     assert not (fork.model(2) / "finetune.json").exists()
     assert (source.model(2) / "finetune.json").is_file() and (source.model(2) / PACKED_FILE).stat().st_ino == inode
     assert campaign_status(source).iteration(2).complete

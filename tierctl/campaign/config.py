@@ -31,8 +31,9 @@ LAUNCHERS = ("local", "torchrun", "slurm")
 STRATEGIES = ("single", "ddp", "fsdp2")
 OFFLOADS = ("auto", "never", "layers")
 ALLOCATIONS = ("uniform", "owl")
-# How iteration models are kept: "dense" (save_pretrained) or "packed" (the format of `tierctl export`, which
-# also keeps the pruned model before the fine-tune; progressive campaigns only, baselines stay dense).
+# How iteration models are kept: "dense" (save_pretrained) or "packed" (the format of `tierctl export`;
+# progressive campaigns only, baselines stay dense). Either way the prune keeps its masks as bits
+# (iter<N>/keep.safetensors), which rebuild the pruned model for a redo of the fine-tune.
 STORES = ("dense", "packed")
 
 

@@ -66,9 +66,10 @@ class CampaignLayout:
     def model(self, n: int) -> Path:
         return self.iter_dir(n) / "model"
 
-    def pruned(self, n: int) -> Path:
-        """The pruned model before its fine-tune, kept (packed) only by `[run] store = "packed"`."""
-        return self.iter_dir(n) / "pruned"
+    def keep(self, n: int) -> Path:
+        """The prune's keep masks as bits and what identifies its input (tierctl/lm/keep_file.py): with the
+        input model they rebuild the pruned model, so `--step finetune --force` can redo a fine-tune."""
+        return self.iter_dir(n) / "keep.safetensors"
 
     def metrics(self, n: int) -> Path:
         return self.iter_dir(n) / "metrics.json"

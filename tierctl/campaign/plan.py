@@ -8,11 +8,12 @@ runs only under the campaign lock, after the plan was accepted.
 - `--force` or `--force --step prune` on iteration N: removes iter<N>/ and every later iter<M>/
   (their tier maps and models descend from N's), then runs N (all steps, or only the prune).
 - `--force --step finetune`: while N's fine-tune is not done, it starts afresh instead of resuming its
-  checkpoint. Once done, iter<N>/model holds the fine-tuned weights: with `[run] store = "packed"` the
-  pruned model is kept in iter<N>/pruned/, so iter<N>/model is restored from it, N's ppl cleared (its
-  eval measured the old fine-tune) and later iterations removed, then the fine-tune runs again on the
-  same masks. Without iter<N>/pruned/ (store "dense", or a baseline) the pruned model is gone, so
-  redoing the fine-tune means redoing the prune: refused, naming that command.
+  checkpoint. Once done, iter<N>/model holds the fine-tuned weights: the pruned model is rebuilt from
+  its input and iter<N>/keep.safetensors and checked against the prune's sha256 (tierctl/steps/restore.py:
+  a changed input is refused, exit 2, nothing written), later iterations removed, N's ppl cleared (its
+  eval measured the old fine-tune) and iter<N>/model put back to the pruned model; then the fine-tune
+  runs again on the same masks, with either [run] store. Without a keep file (a campaign pruned before
+  tierctl kept one) redoing the fine-tune means redoing the prune: refused, naming that command.
 - `--force --step eval`: clears `ppl` of N (so a failed redo is not shown as done), runs eval again.
   Nothing depends on a perplexity, so later iterations stay.
 - `--all --force`: removes every iteration, the reference included, and runs the whole campaign again.
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierctl.campaign.fork import share_tree
-from tierctl.campaign.layout import CampaignLayout, atomic_dir, remove_path
+from tierctl.campaign.layout import CampaignLayout, remove_path
+from tierctl.campaign.restore import run_restore
 from tierctl.campaign.state import CampaignStatus
 from tierctl.core.metrics import read_metrics, write_metrics
 from tierctl.core.vocab import DONE, STEPS
@@ -109,10 +110,10 @@ def plan_run(layout: CampaignLayout, status: CampaignStatus, req: RunRequest) ->
             if it.steps[s] != DONE:
                 raise BadInput(f"--step {first} of iteration {n} needs its {s} step, which is {it.steps[s]} "
                                f"(run: {_run_hint(layout, n)})")
-    if req.force and req.step == "finetune" and it.steps["finetune"] == DONE and not layout.pruned(n).is_dir():
-        raise BadInput(f"--force --step finetune: {layout.model(n)} already holds the fine-tuned weights "
-                       f"(the pruned model is not kept: [run] store is dense); redo iteration {n} from its prune: "
-                       f"{_run_hint(layout, n, force=True)}")
+    if req.force and req.step == "finetune" and it.steps["finetune"] == DONE and not layout.keep(n).is_file():
+        raise BadInput(f"--force --step finetune: {layout.keep(n)} is missing, so the pruned model under the "
+                       f"fine-tuned weights of {layout.model(n)} cannot be rebuilt; redo iteration {n} from its "
+                       f"prune: {_run_hint(layout, n, force=True)}")
     if not redo_from_prune:
         _refuse_stale_later(layout, status, n)
     return [(n, s) for s in steps]
@@ -154,12 +155,17 @@ def invalidate(layout: CampaignLayout, req: RunRequest) -> list[str]:
     elif req.step == "finetune":
         n = req.iteration
         assert n is not None
+        if (layout.model(n) / FINETUNE_LEDGER).is_file() and layout.keep(n).is_file():
+            later = [str(layout.iter_dir(m)) for m in layout.iterations_on_disk() if m > n]
+            metrics = read_metrics(layout.metrics(n))
+            run_restore(layout, n)  # checks the rebuild first: refused, it has written nothing
+            removed += later + ([f"{layout.metrics(n)}: ppl"] if metrics is not None and metrics.ppl is not None
+                                else [])
+            removed.append(f"{layout.model(n)}: the fine-tuned model (the pruned one rebuilt from {layout.keep(n)})")
         if layout.finetune_checkpoint(n).exists():
             remove_path(layout.finetune_checkpoint(n))
             removed.append(str(layout.finetune_checkpoint(n)))
         drop_from(n + 1)
-        if (layout.model(n) / FINETUNE_LEDGER).is_file() and layout.pruned(n).is_dir():
-            removed.extend(restore_pruned(layout, n))
     elif req.step == "eval":
         assert req.iteration is not None
         metrics = read_metrics(layout.metrics(req.iteration))
@@ -167,19 +173,3 @@ def invalidate(layout: CampaignLayout, req: RunRequest) -> list[str]:
             write_metrics(layout.metrics(req.iteration), metrics.merged(ppl=None, ppl_interval=None))
             removed.append(f"{layout.metrics(req.iteration)}: ppl")
     return removed
-
-
-def restore_pruned(layout: CampaignLayout, n: int) -> list[str]:
-    """Put iteration n's kept pruned model back as iter<n>/model (hard links, one atomic swap) and clear
-    its ppl, which measured the fine-tune being redone. Returns what was removed.
-
-    The ppl goes first: a crash between the two writes leaves a done fine-tune with its eval pending,
-    which the same command redoes, never an eval that looks done for a model that is not there."""
-    removed = []
-    metrics = read_metrics(layout.metrics(n))
-    if metrics is not None and metrics.ppl is not None:
-        write_metrics(layout.metrics(n), metrics.merged(ppl=None, ppl_interval=None))
-        removed.append(f"{layout.metrics(n)}: ppl")
-    with atomic_dir(layout.model(n)) as tmp:
-        share_tree(layout.pruned(n), tmp)
-    return [f"{layout.model(n)}: the fine-tuned model (restored from {layout.pruned(n)})", *removed]

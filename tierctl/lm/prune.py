@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from tierctl.core.events import EventSink
+from tierctl.core.keepbits import pack_keep
 from tierctl.core.progress import ProgressMeter
 from tierctl.core.vocab import TIER_KEYS
 from tierctl.lm.calibrate import accumulate_norms, capture_inputs, model_device, run_layer
@@ -58,6 +59,7 @@ class PruneResult:
     weights: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # calibrate_s (forward passes), prune_s (masks)
     violations: dict[str, int] = field(default_factory=dict)  # name -> count_violations after pruning (all 0)
+    keep: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> the applied mask's bits (core/keepbits.py)
 
 
 # One matrix's mask selection: (name, linear, norm [in] on the device) -> (per_layer entry, tier map | None).
@@ -87,6 +89,13 @@ def single_cpu_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def apply_keep(weight: torch.Tensor, keep: torch.Tensor) -> None:
+    """`weight *= keep` in place: the one way a prune zeroes weights. Rebuilding a pruned model from its
+    input and iter<N>/keep.safetensors calls it too, so the bits are the prune's, -0.0 included."""
+    weight.mul_(keep.to(weight.device))
 
 
 def count_zeros(weight: torch.Tensor) -> int:
@@ -206,6 +215,7 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
         check_tier_maps(prev_tiers, linears, block_size)
     comps: list[dict[str, float]] = []
     violations: dict[str, int] = {}
+    keeps: dict[str, torch.Tensor] = {}
     expected_zeros = 0.0
 
     def select(name: str, lin: nn.Linear, norm: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
@@ -216,7 +226,8 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
             torch.zeros(shape, dtype=torch.uint8, device=w.device)
         d, t = targets[name] if targets is not None else (dense, topk)
         new, keep = progressive_step(w, norm, prev, d, t, block_size=block_size, k=k)
-        w.mul_(keep)  # keep: bool [out, in]
+        apply_keep(w, keep)  # keep: bool [out, in]
+        keeps[name] = pack_keep(keep)
         violations[name] = count_violations(w, new, block_size, k)  # checked while the weight is hot
         comp = composition(new)
         comps.append(comp)
@@ -228,7 +239,7 @@ def prune_model(model: nn.Module, calib_windows: torch.Tensor, prev_tiers: dict[
                                                         layers_on, place)
     zeros, weights = _totals(model, per_layer)
     return PruneResult(PROGRESSIVE, tiers, norms, per_layer, block_weighted(comps), zeros / weights,
-                       expected_zeros / weights, zeros, weights, timings, violations)
+                       expected_zeros / weights, zeros, weights, timings, violations, keeps)
 
 
 def check_tier_maps(maps: dict[str, torch.Tensor], linears: dict[str, nn.Linear], block_size: int) -> None:
@@ -286,6 +297,7 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
 
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r} (known: {', '.join(BASELINES)})")
+    keeps: dict[str, torch.Tensor] = {}
 
     def select(name: str, lin: nn.Linear, norm: torch.Tensor) -> tuple[dict[str, float], None]:
         w = lin.weight  # [out, in]
@@ -294,13 +306,15 @@ def prune_baseline(model: nn.Module, calib_windows: torch.Tensor, method: str, s
         # The reference code's selection, ties included (core/wanda.py), not the tier algebra's rule.
         keep = wanda_unstructured_mask(scores, ratio) if method == "wanda-unstructured" else \
             wanda_nm_mask(scores, n, m)
-        w.mul_(keep)
+        apply_keep(w, keep)
+        keeps[name] = pack_keep(keep)
         return {"sparsity": count_zeros(w) / w.numel()}, None
 
     per_layer, _, norms, timings = sequential_prune(model, calib_windows, batch_size, select, sink, offload,
                                                     layers_on, place)
     zeros, weights = _totals(model, per_layer)
-    return PruneResult(method, {}, norms, per_layer, None, zeros / weights, None, zeros, weights, timings)
+    return PruneResult(method, {}, norms, per_layer, None, zeros / weights, None, zeros, weights, timings,
+                       keep=keeps)
 
 
 def baseline_settings(method: str, sparsity: float, n: int, m: int) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """`python -m tierctl.steps {prune|finetune|eval} --campaign DIR --iter N [--device D]`, and
-`python -m tierctl.steps check --campaign DIR` (the start-up checks of `init` and `run`).
+`python -m tierctl.steps check --campaign DIR` (the start-up checks of `init` and `run`), and
+`python -m tierctl.steps restore --campaign DIR --iter N` (the pruned model back, for a fine-tune redo).
 
 Each step module exposes `main(argv) -> int`; it is imported only when asked for, so a typo in
 the step name costs no torch import.
@@ -12,7 +13,7 @@ import sys
 
 from tierctl.core.vocab import STEPS
 
-ENTRY_POINTS = (*STEPS, "check")  # check: the start-up check before a run, not a step of an iteration
+ENTRY_POINTS = (*STEPS, "check", "restore")  # check, restore: run before steps, not steps of an iteration
 
 
 def main(argv: list[str] | None = None) -> int:

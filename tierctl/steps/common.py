@@ -160,13 +160,17 @@ def input_model_spec(ctx: StepContext) -> str:
 def packing(ctx: StepContext, tier_maps: dict[str, Any] | None) -> Any:
     """tierctl.lm.store.Packing of this iteration's model when `[run] store = "packed"` and the campaign is
     progressive (`tier_maps` given); None means dense: the store's default, and every baseline's."""
-    if ctx.config.run.store != "packed" or tier_maps is None:
+    return packing_for(ctx.config, ctx.layout, ctx.iteration, tier_maps)
+
+
+def packing_for(config: CampaignConfig, layout: CampaignLayout, n: int, tier_maps: dict[str, Any] | None) -> Any:
+    """`packing` for a caller without a StepContext (the restore of a pruned model)."""
+    if config.run.store != "packed" or tier_maps is None:
         return None
     from tierctl.lm.store import Packing
 
-    t = ctx.config.tiers
-    return Packing(tier_maps, t.block_size, t.topk_per_block, f"{ctx.layout.name}@{ctx.iteration}",
-                   ctx.config.model.name)
+    t = config.tiers
+    return Packing(tier_maps, t.block_size, t.topk_per_block, f"{layout.name}@{n}", config.model.name)
 
 
 def require_model(ctx: StepContext) -> Path:

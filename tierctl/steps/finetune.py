@@ -166,7 +166,7 @@ def body(ctx: StepContext) -> None:
                   "processes": d.world, "strategy": d.strategy, "lr": settings.lr,
                   "tokens_per_epoch": settings.tokens_per_epoch,
                   "global_batch": settings.batch_size * settings.grad_accum * d.world, "seqlen": settings.seqlen}
-        with atomic_dir(model_dir) as tmp:  # a new directory: iter<N>/pruned's hard links stay untouched
+        with atomic_dir(model_dir) as tmp:  # one swap: the fine-tuned model and its ledger appear together
             model.config.dtype = torch_dtype(cfg.model.dtype)
             write_model(model, tokenizer, tmp, packing(ctx, None if baseline else tiers), state_dict=state)
             ledger = ledger_of(saved_weights(tmp, list(keep)), tiers, keep, block, k, **fields)

@@ -8,9 +8,9 @@ every iteration (same source, seed and tokenizer): the schedule, not the data, c
 Outputs, in this order (the step is done <=> metrics.json exists, so it comes last):
     iter<N>/tiers.safetensors      tier maps (progressive only: baselines have no tier map)
     iter<N>/act_norms.safetensors  float32 norm per prunable matrix, same keys
+    iter<N>/keep.safetensors       the masks applied, 1 bit per weight, the input's name and the pruned
+                                   model's sha256 (every method; the control's masks keep everything)
     iter<N>/model/                 the pruned model (atomic directory swap), dense or packed ([run] store)
-    iter<N>/pruned/                [run] store "packed" only: the same pruned model, kept for a redo of
-                                   the fine-tune (hard links to iter<N>/model's files until it is fine-tuned)
     then ppl_pruned on the eval windows (the eval step's protocol), then iter<N>/metrics.json.
 
 Wanda baselines ([prune] method wanda-unstructured | wanda-nm) write no tier map (their masks are
@@ -153,33 +153,42 @@ def prune_violations(result: Any) -> int:
 
 def unpruned(model: Any) -> Any:
     """The control's PruneResult: nothing pruned, the base model's own zeros counted (usually none)."""
+    import torch
+
+    from tierctl.core.keepbits import pack_keep
     from tierctl.lm.models import prunable_linears
     from tierctl.lm.prune import PruneResult, count_zeros
 
-    per_layer = {name: {"sparsity": count_zeros(lin.weight) / lin.weight.numel()}
-                 for name, lin in prunable_linears(model).items()}
-    zeros = sum(count_zeros(lin.weight) for lin in prunable_linears(model).values())
-    weights = sum(lin.weight.numel() for lin in prunable_linears(model).values())
+    linears = prunable_linears(model)
+    per_layer = {name: {"sparsity": count_zeros(lin.weight) / lin.weight.numel()} for name, lin in linears.items()}
+    zeros = sum(count_zeros(lin.weight) for lin in linears.values())
+    weights = sum(lin.weight.numel() for lin in linears.values())
+    keep = {name: pack_keep(torch.ones(lin.weight.shape, dtype=torch.bool)) for name, lin in linears.items()}
     return PruneResult(CONTROL, {}, {}, per_layer, None, zeros / weights, None, zeros, weights,
-                       {"calibrate_s": 0.0, "prune_s": 0.0})
+                       {"calibrate_s": 0.0, "prune_s": 0.0}, keep=keep)
 
 
-def keep_model(ctx: StepContext, model: Any, tokenizer: Any, tier_maps: dict[str, Any] | None) -> None:
-    """iter<N>/model, dense or packed ([run] store). Packed also keeps iter<N>/pruned, the same files
-    hard-linked (no second copy on disk), which the fine-tune never modifies: it replaces iter<N>/model
-    with a new directory, so `--step finetune --force` can start again from the pruned model."""
-    from tierctl.campaign.fork import share_tree
-    from tierctl.core.atomic import atomic_dir
+def keep_model(ctx: StepContext, model: Any, tokenizer: Any, result: Any, spec: str) -> None:
+    """iter<N>/keep.safetensors (the applied masks, the input, the pruned model's sha256), then
+    iter<N>/model, dense or packed ([run] store). The fine-tune replaces iter<N>/model; the keep file and
+    the input model rebuild the pruned one for `--step finetune --force` (tierctl/steps/restore.py)."""
+    from tierctl.lm.keep_file import model_sha256, write_keep
+    from tierctl.lm.models import prunable_linears
+    from tierctl.lm.prune import PROGRESSIVE
     from tierctl.lm.store import store_model
 
     layout, n = ctx.layout, ctx.iteration
-    pack = packing(ctx, tier_maps)
-    if pack is None:
-        store_model(model, tokenizer, layout.model(n), None)
-        return
-    store_model(model, tokenizer, layout.pruned(n), pack)
-    with atomic_dir(layout.model(n)) as tmp:
-        share_tree(layout.pruned(n), tmp)
+    shapes = {name: list(lin.weight.shape) for name, lin in prunable_linears(model).items()}
+    write_keep(layout.keep(n), result.keep, shapes, iteration=n, method=result.method,
+               input_model=input_label(ctx, spec), dtype=ctx.config.model.dtype, sha256=model_sha256(model))
+    store_model(model, tokenizer, layout.model(n), packing(ctx, result.tiers if result.method == PROGRESSIVE
+                                                           else None))
+
+
+def input_label(ctx: StepContext, spec: str) -> str:
+    """How the keep file names the input: `iter<N-1>/model` (relative, so a fork's copy still reads right)
+    or the [model] name of iteration 1."""
+    return spec if ctx.iteration == 1 else f"{ctx.layout.model(ctx.iteration - 1).relative_to(ctx.layout.root)}"
 
 
 def body(ctx: StepContext) -> None:
@@ -215,7 +224,7 @@ def body(ctx: StepContext) -> None:
         check_full_block(prunable_linears(model), b, layout.config)
     # A rerun replaces the iteration: it is not done while its outputs are being rewritten.
     remove_path(layout.metrics(n))
-    remove_path(layout.pruned(n))  # an earlier run's pruned model: it no longer matches what is rewritten
+    remove_path(layout.keep(n))  # an earlier run's masks: they no longer match what is rewritten
 
     baseline = None if method in (PROGRESSIVE, CONTROL) else \
         baseline_settings(method, cfg.prune.sparsity, cfg.prune.n, cfg.prune.m)
@@ -247,7 +256,7 @@ def body(ctx: StepContext) -> None:
     else:
         save_act_norms(layout.act_norms(n), result.act_norms,
                        {"iteration": str(n), "method": method, **{key: str(v) for key, v in calib.items()}})
-    keep_model(ctx, model, tokenizer, result.tiers if method == PROGRESSIVE else None)
+    keep_model(ctx, model, tokenizer, result, spec)
     save_s = time.perf_counter() - t0
 
     ev = measure_ppl(ctx, model, tokenizer, "ppl_pruned", layers_on=layers_on)
