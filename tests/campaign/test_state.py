@@ -80,6 +80,15 @@ def test_a_temporary_metrics_file_of_a_killed_write_does_not_count(tmp_path):
     assert steps(campaign_status(layout), 1)["prune"] == "pending"
 
 
+def test_a_keep_file_and_a_model_without_metrics_are_not_a_done_prune(tmp_path):
+    """The prune writes keep.safetensors and model/ before metrics.json: killed in between, it is not done."""
+    layout = make_campaign(tmp_path)
+    layout.model(1).mkdir(parents=True)
+    (layout.model(1) / "config.json").write_text("{}")
+    layout.keep(1).write_bytes(b"")
+    assert steps(campaign_status(layout), 1) == {"prune": "pending", "finetune": "pending", "eval": "pending"}
+
+
 def test_a_fine_tune_ledger_without_a_done_prune_is_not_a_done_fine_tune(tmp_path):
     layout = make_campaign(tmp_path)
     layout.model(1).mkdir(parents=True)

@@ -20,9 +20,11 @@ from tests.helpers import make_campaign
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.state import campaign_status
 from tierctl.core.events import read_events
+from tierctl.core.keepbits import unpack_keep
 from tierctl.core.schedule import load_schedule
 from tierctl.core.tiermap_io import load_tiers
 from tierctl.core.tiers import count_violations
+from tierctl.lm.keep_file import read_keep
 from tierctl.lm.models import load_model, prunable_linears
 from tierctl.steps.prune import main
 
@@ -89,6 +91,12 @@ def test_three_chained_prune_steps_write_every_spec_file(tmp_path: Path, capsys)
             assert all(f.get_tensor(k).dtype == torch.float32 for k in f.keys())
             assert f.get_tensor("model.layers.1.mlp.down_proj").shape == (192,)
             assert f.metadata()["iteration"] == str(n) and f.metadata()["nsamples"] == "4"
+
+        # The masks the prune applied, as bits (the random model has no zero weight of its own).
+        keep = read_keep(layout.keep(n))
+        assert keep.meta["input"] == ("tiny-llama" if n == 1 else f"iter{n - 1}/model")
+        for name, lin in linears.items():
+            assert torch.equal(unpack_keep(keep.bits[name], lin.weight.shape), lin.weight != 0), name
 
         m = metrics(layout, n)
         assert m["iteration"] == n and m["method"] == "progressive"
