@@ -271,3 +271,17 @@ def test_a_fork_of_a_packed_store_campaign_redoes_a_fine_tune_without_touching_i
     assert not (fork.model(2) / "finetune.json").exists()
     assert (source.model(2) / "finetune.json").is_file() and (source.model(2) / PACKED_FILE).stat().st_ino == inode
     assert campaign_status(source).iteration(2).complete
+
+
+@pytest.mark.slow
+def test_a_wanda_baselines_masks_rebuild_its_pruned_model_too(tmp_path):
+    """Element-wise masks need no tier map: with epochs 0 the model after the restore is the one the prune wrote."""
+    layout = build(tmp_path, "dense", method="wanda-unstructured",
+                   schedule="iteration,dense,mid_2_4,topk,epochs\n1,1,0,0,0\n")
+    before = stored_tensors(layout.model(1))
+    assert restore(layout, 1) == 0
+    assert campaign_status(layout).iteration(1).steps == {"prune": "done", "finetune": "pending", "eval": "pending"}
+    after = stored_tensors(layout.model(1))
+    assert_same_tensors(before, after)
+    assert all(torch.equal(before[k].view(torch.int32), after[k].view(torch.int32))  # -0.0 stays -0.0
+               for k in before if before[k].dtype == torch.float32)
