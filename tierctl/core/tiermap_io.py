@@ -31,18 +31,10 @@ def load_tier_maps_numpy(path: str | Path) -> tuple[dict[str, np.ndarray], dict[
     Raises BadInput naming the file for anything a user could have got wrong: a missing or unreadable
     file, a tensor that is not 2-D uint8, a tier value outside 0..2, metadata that is not an integer.
     """
-    from safetensors import SafetensorError, safe_open
+    from tierctl.core.safetensors_read import read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such tier map file")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            raw_meta = dict(f.metadata() or {})
-            maps = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BadInput(f"{path}: not a readable safetensors file ({first})") from None
+    raw_meta, maps = read_safetensors(path, "no such tier map file", framework="numpy")
 
     if not maps:
         raise BadInput(f"{path}: holds no tier maps")

@@ -74,18 +74,10 @@ def _int_meta(path: Path, meta: Mapping[str, str], key: str) -> int:
 
 def read_checkpoint(path: Path) -> PackedCheckpoint:
     """Read and check a packed file; BadInput (one line naming the file) for anything wrong with it."""
-    from safetensors import SafetensorError, safe_open
+    from tierctl.core.safetensors_read import read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: missing (not a tierctl packed model directory)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BadInput(f"{path}: not a readable safetensors file ({first})") from None
+    meta, tensors = read_safetensors(path, "missing (not a tierctl packed model directory)")
     if meta.get(fmt.META_FORMAT) != fmt.FORMAT:
         raise BadInput(f"{path}: metadata format is {meta.get(fmt.META_FORMAT)!r}, expected {fmt.FORMAT!r}")
     version = _int_meta(path, meta, fmt.META_VERSION)

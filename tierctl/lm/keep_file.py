@@ -72,19 +72,14 @@ def write_keep(path: Path, bits: dict[str, torch.Tensor], shapes: dict[str, list
 
 def read_keep(path: Path) -> KeepFile:
     """The keep file at `path`; BadInput naming it when it is missing, unreadable or not a keep file."""
-    from safetensors import safe_open
+    from tierctl.core.safetensors_read import read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: missing")
+    meta, bits = read_safetensors(path, "missing")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            bits = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118  (safe_open has no iterator)
         shapes = json.loads(meta.get("shapes", "null"))
-    except Exception as e:  # safetensors raises its own error types for a damaged header
-        raise BadInput(f"{path}: not a readable keep file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-                       ) from None
+    except ValueError as e:
+        raise BadInput(f"{path}: not a tierctl keep file (shapes: {e})") from None
     if meta.get("format") != FORMAT or not meta.get("sha256") or not isinstance(shapes, dict) or \
             set(shapes) != set(bits):
         raise BadInput(f"{path}: not a tierctl keep file (format {meta.get('format')!r}, version "
