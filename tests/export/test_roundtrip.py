@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from tierctl.export import load_packed
+from tierctl.export.format import BITS_VIEW
 from tierctl.export.source import resolve_iteration
 from tierctl.export.writer import export_iteration
 
@@ -31,6 +32,15 @@ def test_load_packed_equals_the_iteration_model_tensor_for_tensor(campaigns, tmp
     for key, t in reference.items():
         assert state[key].dtype == t.dtype, key
         assert torch.equal(state[key], t), key
+        assert torch.equal(state[key].view(BITS_VIEW[t.dtype]), t.view(BITS_VIEW[t.dtype])), key  # bits: no -0.0
+
+
+def test_an_iteration_model_holds_no_negative_zero(campaigns):
+    """A pruned weight is +0.0 after the prune and after the fine-tune (both multiply by masks)."""
+    src = resolve_iteration(str(campaigns["llama"].root))
+    for key, t in model_tensors(src.model_dir).items():
+        if t.is_floating_point():
+            assert not bool(((t == 0) & torch.signbit(t)).any()), key
 
 
 def test_dense_export_loads_with_plain_transformers_and_equals_the_iteration_model(campaigns, tmp_path):

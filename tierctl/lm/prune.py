@@ -94,8 +94,12 @@ def single_cpu_thread(device: torch.device) -> Iterator[None]:
 @torch.no_grad()
 def apply_keep(weight: torch.Tensor, keep: torch.Tensor) -> None:
     """`weight *= keep` in place: the one way a prune zeroes weights. Rebuilding a pruned model from its
-    input and iter<N>/keep.safetensors calls it too, so the bits are the prune's, -0.0 included."""
-    weight.mul_(keep.to(weight.device))
+    input and iter<N>/keep.safetensors calls it too, so the bits are the prune's.
+
+    A negative weight times 0 is -0.0; `+ 0.0` makes it +0.0 (and leaves every other value as it is),
+    so a pruned weight is the same zero the packed form gives back and `load_packed` reproduces an
+    iteration's model bit for bit."""
+    weight.mul_(keep.to(weight.device)).add_(0.0)
 
 
 def count_zeros(weight: torch.Tensor) -> int:

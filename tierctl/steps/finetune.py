@@ -160,6 +160,7 @@ def body(ctx: StepContext) -> None:
         state = gather_state_dict(model, d, torch_dtype(cfg.model.dtype))  # collective under FSDP2
         if not ctx.is_main:
             return
+        positive_zeros(state)
         fields = {"epochs": settings.epochs, "steps": result.steps, "tokens": result.tokens,
                   "final_loss": result.final_loss, "tokens_per_s": round(result.tokens_per_s, 1),
                   "seconds": round(result.seconds, 3), "resumed_from": result.resumed_from,
@@ -177,6 +178,20 @@ def body(ctx: StepContext) -> None:
         sink.log(f"fine-tuned {result.steps} steps, {result.tokens} tokens, final loss {result.final_loss:.4f}")
     finally:
         close(d)
+
+
+def positive_zeros(state: dict[str, Any]) -> None:
+    """Every -0.0 of the floating tensors made +0.0, in place (x + 0.0 changes nothing else).
+
+    The masks are held by multiplication after every optimizer step, which leaves -0.0 where a weight
+    was negative; saved as +0.0, the fine-tuned model is bit for bit what its packed form gives back.
+    """
+    import torch
+
+    floats = [t for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if floats:
+        with torch.no_grad():  # the state may hold the model's own parameters
+            torch._foreach_add_(floats, 0.0)
 
 
 def _linears(model: Any) -> dict[str, Any]:
