@@ -88,8 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per round")
-    ap.add_argument("--rounds", type=int, default=2, help="masked/unmasked round pairs")
+    ap.add_argument("--steps", type=int, default=8, help="timed optimizer steps per round")
+    ap.add_argument("--rounds", type=int, default=4, help="masked/unmasked round pairs")  # 2 x 4 steps: +-10%
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--batch", type=int, default=2)
     args = ap.parse_args()
