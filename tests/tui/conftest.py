@@ -32,6 +32,17 @@ async def wait_for(pilot: Pilot, cond: Callable[[], bool], timeout: float = 20.0
         await pilot.pause(0.05)
 
 
+async def campaign_screen(pilot: Pilot, draft: bool = False) -> Any:
+    """The campaign screen the app opened on, once its status (and with `draft`, its schedule) is read."""
+    from tierctl.tui.screens.campaign import CampaignScreen
+
+    screen = pilot.app.screen
+    assert isinstance(screen, CampaignScreen)
+    await wait_for(pilot, lambda: screen.status is not None and (not draft or screen.draft is not None),
+                   what="status")
+    return screen
+
+
 def run_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """Run an async test on a fresh event loop (no pytest plugin needed; fixtures pass through)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.widgets import Static, Tabs
 from typer.testing import CliRunner
 
-from tests.tui.conftest import run_async, wait_for
+from tests.tui.conftest import campaign_screen, run_async, wait_for
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.campaign.lock import CampaignLock
 from tierctl.cli import app as cli
@@ -37,9 +37,7 @@ async def test_the_list_shows_each_campaign_and_enter_opens_it_and_escape_return
 async def test_the_mouse_switches_views_and_a_second_click_on_a_cell_edits_it(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, CampaignScreen)
-        await wait_for(pilot, lambda: screen.status is not None, what="status")
+        screen = await campaign_screen(pilot)
         await pilot.click("#tab-results")
         assert screen.has_class("view-results") and not screen.has_class("view-schedule")
         await pilot.click("#tab-schedule")
@@ -79,9 +77,7 @@ def test_tui_of_a_missing_campaign_exits_2_naming_it(demo: CampaignLayout) -> No
 async def test_focus_follows_the_visible_view_and_x_never_removes_a_hidden_row(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, CampaignScreen)
-        await wait_for(pilot, lambda: screen.status is not None, what="status")
+        screen = await campaign_screen(pilot)
         table = screen.editor.table
         await pilot.press("2")
         await pilot.pause()
@@ -101,9 +97,7 @@ async def test_a_campaign_held_by_a_runner_opens_on_the_live_view(demo: Campaign
     app = make_app("demo", poll_interval=0.05)
     with CampaignLock(demo.lock):  # this process is the runner, as `tierctl run` would be
         async with app.run_test(size=(100, 30)) as pilot:
-            screen = app.screen
-            assert isinstance(screen, CampaignScreen)
-            await wait_for(pilot, lambda: screen.status is not None, what="status")
+            screen = await campaign_screen(pilot)
             await pilot.pause()
             assert screen.has_class("view-live") and not screen.has_class("view-schedule")
             assert screen.query_one(Tabs).active == "tab-live"
@@ -114,9 +108,7 @@ async def test_a_campaign_held_by_a_runner_opens_on_the_live_view(demo: Campaign
 async def test_a_campaign_nobody_runs_opens_on_the_schedule(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, CampaignScreen)
-        await wait_for(pilot, lambda: screen.status is not None, what="status")
+        screen = await campaign_screen(pilot)
         await pilot.pause()
         assert screen.has_class("view-schedule") and screen.query_one(Tabs).active == "tab-schedule"
         assert screen.editor.table.has_focus

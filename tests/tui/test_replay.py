@@ -12,13 +12,12 @@ import time
 
 import pytest
 
-from tests.tui.conftest import run_async, wait_for
+from tests.tui.conftest import campaign_screen, run_async, wait_for
 from tests.tui.fixtures import recorded_stream
 from tierctl.campaign.follow import EventPump, RunWatch
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.events import read_events
 from tierctl.tui.app import make_app
-from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.screens.help import HelpScreen
 
 N = 100_000
@@ -49,9 +48,7 @@ async def test_streaming_100k_events_keeps_the_ui_loop_free_and_redraws_far_fewe
     demo.iter_dir(3).mkdir()
     app = make_app("demo", poll_interval=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, CampaignScreen)
-        await wait_for(pilot, lambda: screen.status is not None, what="status")
+        screen = await campaign_screen(pilot)
         refreshes_before = screen.live_refreshes
 
         def write() -> None:  # a step writing as fast as it can, in 100 bursts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
-from tests.tui.conftest import run_async, wait_for
+from tests.tui.conftest import campaign_screen, run_async, wait_for
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.core.schedule import load_schedule
 from tierctl.tui.app import make_app
@@ -18,13 +18,6 @@ from tierctl.tui.widgets.schedule_editor import KEYS, ScheduleEditor
 def cell(app, iteration: int, column: str) -> str:  # noqa: ANN001
     table = app.screen.query_one(ScheduleEditor).table
     return table.get_cell_at((iteration - 1, KEYS.index(column))).plain
-
-
-async def open_demo(pilot) -> CampaignScreen:  # noqa: ANN001
-    screen = pilot.app.screen
-    assert isinstance(screen, CampaignScreen)
-    await wait_for(pilot, lambda: screen.status is not None and screen.draft is not None, what="status")
-    return screen
 
 
 async def put_cursor(pilot, iteration: int, column: str) -> None:  # noqa: ANN001
@@ -47,7 +40,7 @@ async def test_editing_a_cell_through_its_prompt_changes_the_row_and_the_project
         demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         assert cell(app, 3, "sparsity") == "24.4%"
         await put_cursor(pilot, 3, "mid_2_4")
         await pilot.press("enter")
@@ -66,7 +59,7 @@ async def test_a_value_that_cannot_stand_in_its_cell_is_refused_with_the_reason_
         demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         await put_cursor(pilot, 4, "topk")
         await pilot.press("enter")
         prompt = await type_into_prompt(pilot, "1.5")
@@ -86,7 +79,7 @@ async def test_a_value_that_cannot_stand_in_its_cell_is_refused_with_the_reason_
 async def test_rows_of_iterations_that_ran_are_read_only_and_the_screen_says_why(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         await put_cursor(pilot, 1, "dense")
         message = str(screen.query_one("#schedule-message").render())
         assert "read-only" in message and "iteration 1 already ran (prune done, finetune done, eval done)" in message
@@ -111,7 +104,7 @@ async def test_save_writes_schedule_csv_once_every_cell_is_valid(demo: CampaignL
     app = make_app("demo", poll_interval=0.05)
     before = demo.schedule.read_text()
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         # iteration 3 ends at 0.60 dense / 0.25 2:4 instead of 0.65 / 0.20
         await put_cursor(pilot, 3, "dense")
         await pilot.press("enter")
@@ -142,7 +135,7 @@ async def test_save_writes_schedule_csv_once_every_cell_is_valid(demo: CampaignL
 async def test_adding_and_removing_an_iteration_row(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         await put_cursor(pilot, 5, "dense")
         await pilot.press("n")
         assert [r.iteration for r in screen.draft.rows] == [1, 2, 3, 4, 5, 6]
@@ -168,7 +161,7 @@ async def test_adding_and_removing_an_iteration_row(demo: CampaignLayout) -> Non
 async def test_quitting_with_unsaved_edits_asks_and_save_writes_them_before_quitting(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         await put_cursor(pilot, 5, "epochs")
         await pilot.press("enter")
         await type_into_prompt(pilot, "4")
@@ -186,7 +179,7 @@ async def test_leaving_a_campaign_with_unsaved_edits_can_discard_them(demo: Camp
     app = make_app("demo", poll_interval=0.05)
     before = demo.schedule.read_text()
     async with app.run_test(size=(100, 30)) as pilot:
-        await open_demo(pilot)
+        await campaign_screen(pilot, draft=True)
         await pilot.press("n")  # add an iteration, unsaved
         await pilot.press("escape")
         assert isinstance(app.screen, ChoiceScreen)
@@ -199,7 +192,7 @@ async def test_leaving_a_campaign_with_unsaved_edits_can_discard_them(demo: Camp
 async def test_x_asks_before_removing_the_selected_iteration_naming_it(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await open_demo(pilot)
+        screen = await campaign_screen(pilot, draft=True)
         await put_cursor(pilot, 4, "dense")
         await pilot.press("x")
         assert isinstance(app.screen, ChoiceScreen)

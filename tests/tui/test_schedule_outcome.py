@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.tui.conftest import run_async, screen_text, wait_for
+from tests.tui.conftest import campaign_screen, run_async, screen_text
 from tierctl.campaign.layout import CampaignLayout
 from tierctl.tui.app import make_app
-from tierctl.tui.screens.campaign import CampaignScreen
 from tierctl.tui.widgets.schedule_editor import KEYS, ScheduleEditor
 
 
@@ -13,9 +12,7 @@ from tierctl.tui.widgets.schedule_editor import KEYS, ScheduleEditor
 async def test_the_first_screen_at_120x36_shows_each_iterations_ppl_sparsity_and_state(demo: CampaignLayout) -> None:
     app = make_app("demo", poll_interval=0.05)
     async with app.run_test(size=(120, 36)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, CampaignScreen)
-        await wait_for(pilot, lambda: screen.status is not None and screen.draft is not None, what="status")
+        screen = await campaign_screen(pilot, draft=True)
         await pilot.pause(0.2)
         table = screen.query_one(ScheduleEditor).table
         row = {n: [table.get_cell_at((n - 1, KEYS.index(k))).plain for k in ("reached", "ppl", "state")]
