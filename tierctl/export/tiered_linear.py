@@ -11,7 +11,9 @@ Two ways to compute, both exact up to float32 summation order:
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,8 +43,7 @@ class TieredLinear(nn.Module):
         kernel_ok = self.use_kernel and self.block_size == 16 and sys.byteorder == "little"
         self.register_buffer("cols", _tier_ordered_columns(packed.tiers) if kernel_ok else None, persistent=False)
         self.bias = bias if isinstance(bias, nn.Parameter) or bias is None else nn.Parameter(bias)
-        self._arrays: tuple | None = None  # numpy views of the buffers for the kernels, made once
-        self._plan: tuple | None = None  # the decoding kernel's arguments (_make_plan)
+        self._views: _Views | bool | None = None  # numpy views for the kernels (_numpy); False: they cannot run
 
     @property
     def packed(self) -> PackedMatrix:
@@ -61,29 +62,33 @@ class TieredLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        plan = self._plan if self._plan is not None else self._make_plan()
-        if (plan and x2.shape[0] <= KERNEL_MAX_TOKENS and x2.dtype == torch.float32 and x2.device.type == "cpu"
-                and not torch.is_grad_enabled()):
-            y = self._kernel(x2, plan)
+        views = self._numpy()
+        if views is not None and not (x2.dtype == torch.float32 and x2.device.type == "cpu"
+                                      and not torch.is_grad_enabled()):
+            views = None  # the numba kernels take float32 CPU inputs and feed no autograd
+        if views is not None and views.codes16 is not None and x2.shape[0] <= KERNEL_MAX_TOKENS:
+            y = self._kernel(x2, views)
         else:
-            y = self._strips(x2)
+            y = self._strips(x2, views)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*lead, self.out_features)
 
-    def _strips(self, x: torch.Tensor) -> torch.Tensor:
-        """Rebuild a strip of block rows, multiply, move on: peak extra memory is one strip."""
+    def _strips(self, x: torch.Tensor, views: _Views | None) -> torch.Tensor:
+        """Rebuild a strip of block rows, multiply, move on: peak extra memory is one strip.
+
+        With `views` numba rebuilds each strip into one reused buffer, else torch (PackedMatrix.dense_rows)."""
         b, (R, C) = self.block_size, self.tiers.shape
         m = self.packed
         y = x.new_empty(x.shape[0], self.out_features)
         per = max(1, STRIP_ENTRIES // max(1, self.in_features * b))  # block rows per strip
-        fast = self._fast_cpu(x)
-        strip = x.new_empty(min(per, R) * b, C * b) if fast else None  # reused by every strip
+        strip = x.new_empty(min(per, R) * b, C * b) if views is not None else None  # reused by every strip
         for r0 in range(0, R, per):
             r1 = min(R, r0 + per)
-            if fast:
+            if views is not None:
                 w = strip[: (r1 - r0) * b]
-                kernels.unpack_rows(r0, r1, *self._numpy()[:7], w.numpy())
+                kernels.unpack_rows(r0, r1, views.tiers, views.offsets, views.dense, views.semi_values,
+                                    views.semi_codes, views.topk_values, views.topk_index, w.numpy())
                 y[:, r0 * b: r1 * b] = x[:, : C * b] @ w.T
                 if self.edge_right is not None:
                     y[:, r0 * b: r1 * b] += x[:, C * b:] @ self.edge_right[r0 * b: r1 * b].T
@@ -93,53 +98,56 @@ class TieredLinear(nn.Module):
             y[:, R * b:] = x @ self.edge_bottom.to(x.dtype).T
         return y
 
-    def _fast_cpu(self, x: torch.Tensor) -> bool:
-        """The numba kernels apply: installed, float32 on the CPU, no autograd to feed."""
-        return (self.use_kernel and x.dtype == torch.float32 and self.dense.dtype == torch.float32
-                and x.device.type == "cpu" and not torch.is_grad_enabled())
-
     def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
-        self._arrays = self._plan = None  # .to() / .float() may replace the buffers: the numpy views go stale
+        self._views = None  # .to() / .float() may replace the buffers: the numpy views go stale
         return super()._apply(fn, recurse)
 
-    def _make_plan(self) -> tuple:
-        """The decoding kernel's arguments, made once: () when the kernel cannot run on these buffers.
+    def _numpy(self) -> _Views | None:
+        """numpy views of the buffers for the numba kernels, made once per set of buffers; None when the
+        kernels cannot read them (numba missing or turned off, not float32, not on the CPU).
 
-        A decoding step calls every layer once per token, so the per-call Python work matters: reading
-        the buffers through nn.Module attributes and converting them to numpy cost ~10x the kernel
-        itself on a small matrix.
-        """
-        ok = (self.cols is not None and self.dense.dtype == torch.float32 and self.dense.device.type == "cpu")
-        if not ok:
-            self._plan = ()
-            return self._plan
-        _, offsets, dense, semi_values, _, topk_values, topk_index, cols, codes16 = self._numpy()
-        R, C = self.tiers.shape
-        self._plan = ((offsets, cols, dense, semi_values, codes16, topk_values, topk_index), R * 16, C * 16,
-                      self.edge_right, None if self.edge_bottom is None else self.edge_bottom.T)
-        return self._plan
+        A decoding step calls every layer once per token, so the per-call Python work matters: reading the
+        buffers through nn.Module attributes and converting them to numpy cost ~10x the kernel itself on
+        a small matrix."""
+        if self._views is None:
+            ok = self.use_kernel and self.dense.dtype == torch.float32 and self.dense.device.type == "cpu"
+            self._views = _Views.of(self) if ok else False
+        return self._views or None
 
-    def _numpy(self) -> tuple:
-        """(tiers, offsets, dense, semi_values, semi_codes, topk_values, topk_index, cols, semi codes as uint16):
-        numpy views of the buffers, made once (a per-call conversion costs more than a small matrix's product)."""
-        if self._arrays is None:
-            codes = self.semi_codes.numpy()
-            self._arrays = (self.tiers.numpy(), self.offsets.numpy(), self.dense.numpy(), self.semi_values.numpy(),
-                            codes, self.topk_values.numpy(), self.topk_index.numpy(),
-                            None if self.cols is None else self.cols.numpy(),
-                            kernels.semi_codes16(codes) if self.cols is not None else None)
-        return self._arrays
-
-    def _kernel(self, x: torch.Tensor, plan: tuple) -> torch.Tensor:
-        arrays, n_rows, n_cols, right, bottom_t = plan
+    def _kernel(self, x: torch.Tensor, v: _Views) -> torch.Tensor:
+        b, (R, C) = self.block_size, self.tiers.shape
         x = x.contiguous()
-        rows = torch.empty(x.shape[0], n_rows)  # contiguous, so the kernel is compiled for one layout only
-        kernels.matvec16(x.numpy(), *arrays, rows.numpy())
-        if right is not None:
-            rows += x[:, n_cols:] @ right.T
-        if bottom_t is None:
+        rows = torch.empty(x.shape[0], R * b)  # contiguous, so the kernel is compiled for one layout only
+        kernels.matvec16(x.numpy(), v.offsets, v.cols, v.dense, v.semi_values, v.codes16, v.topk_values,
+                         v.topk_index, rows.numpy())
+        if self.edge_right is not None:
+            rows += x[:, C * b:] @ self.edge_right.T
+        if self.edge_bottom is None:
             return rows
-        return torch.cat([rows, x @ bottom_t], dim=1)
+        return torch.cat([rows, x @ self.edge_bottom.T], dim=1)
+
+
+@dataclass(frozen=True)
+class _Views:
+    """numpy views (no copies) of a TieredLinear's float32 CPU buffers, as the numba kernels take them."""
+
+    tiers: np.ndarray
+    offsets: np.ndarray
+    dense: np.ndarray
+    semi_values: np.ndarray
+    semi_codes: np.ndarray  # uint8, the file's layout (unpack_rows)
+    topk_values: np.ndarray
+    topk_index: np.ndarray
+    cols: np.ndarray | None  # the decoding kernel's column order (block size 16 only)
+    codes16: np.ndarray | None  # semi_codes as one uint16 per block row (the decoding kernel)
+
+    @classmethod
+    def of(cls, layer: TieredLinear) -> _Views:
+        codes = layer.semi_codes.numpy()
+        decode = layer.cols is not None
+        return cls(layer.tiers.numpy(), layer.offsets.numpy(), layer.dense.numpy(), layer.semi_values.numpy(), codes,
+                   layer.topk_values.numpy(), layer.topk_index.numpy(), layer.cols.numpy() if decode else None,
+                   kernels.semi_codes16(codes) if decode else None)
 
 
 def _tier_ordered_columns(tiers: torch.Tensor) -> torch.Tensor:
