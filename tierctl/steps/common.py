@@ -148,10 +148,14 @@ def run_step(step: str, body: Callable[[StepContext], None], argv: list[str]) ->
 
 def input_model_spec(ctx: StepContext) -> str:
     """The model iteration N starts from: the base model for iteration 1, else iter<N-1>/model."""
-    n = ctx.iteration
+    return input_model_of(ctx.layout, ctx.config.model.name, ctx.iteration)
+
+
+def input_model_of(layout: CampaignLayout, model_name: str, n: int) -> str:
+    """`input_model_spec` for a caller without a StepContext (the restore of a pruned model)."""
     if n == 1:
-        return ctx.config.model.name
-    prev = ctx.layout.model(n - 1)
+        return model_name
+    prev = layout.model(n - 1)
     if not prev.is_dir():
         raise BadInput(f"{prev}: iter{n - 1}/model missing: run iteration {n - 1} first")
     return str(prev)

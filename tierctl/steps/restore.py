@@ -40,23 +40,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def input_spec(layout: CampaignLayout, model_name: str, n: int) -> str:
-    """The model iteration n was pruned from (as tierctl/steps/common.py input_model_spec)."""
-    if n == 1:
-        return model_name
-    prev = layout.model(n - 1)
-    if not prev.is_dir():
-        raise BadInput(f"{prev}: missing: iteration {n}'s pruned model is rebuilt from it")
-    return str(prev)
-
-
 def restore(layout: CampaignLayout, n: int) -> None:
     """Rebuild, verify and put back iteration n's pruned model (the module docstring's steps 1-4)."""
     from tierctl.core.tiermap_io import load_tiers
     from tierctl.lm.keep_file import apply_keep_file, model_sha256, read_keep
     from tierctl.lm.models import load_model
     from tierctl.lm.store import store_model
-    from tierctl.steps.common import packing_for
+    from tierctl.steps.common import input_model_of, packing_for
 
     cfg = load_config(layout.config)
     path = layout.keep(n)
@@ -68,7 +58,7 @@ def restore(layout: CampaignLayout, n: int) -> None:
     metrics = read_metrics(layout.metrics(n))
     if metrics is None:
         raise BadInput(f"{layout.metrics(n)}: missing: the prune of iteration {n} has not finished")
-    spec = input_spec(layout, cfg.model.name, n)
+    spec = input_model_of(layout, cfg.model.name, n)
     model, tokenizer = load_model(spec, device="cpu", dtype=cfg.model.dtype,
                                   trust_remote_code=cfg.model.trust_remote_code)
     apply_keep_file(model, keep, path)
